@@ -1,0 +1,161 @@
+/**
+ * Every error Shardchart raises is a {@link ShardchartError} with a stable
+ * `code`. Codes are listed once, in {@link errorCodes}, and documented in
+ * `docs/errors.md`; a test keeps the table, the docs and the exports in step.
+ * A retired code is never reused.
+ */
+
+/**
+ * The table of error codes: code -> one-line meaning. Order is not
+ * significant; the docs list the same codes.
+ */
+export const errorCodes = {
+  CONFIG_INVALID: 'An option passed to createActorSystem or an adapter is invalid.',
+  ENTITY_TYPE_UNKNOWN: 'The entity type is not registered with the system.',
+  ENTITY_ID_INVALID: 'The entity id is empty, too long or not a string.',
+  EVENT_INVALID: 'The event is not a plain object with a string `type`.',
+  EVENT_NOT_SERIALIZABLE: 'The event holds a value that cannot be persisted (function, class instance, cycle, symbol, bigint).',
+  EVENT_TOO_LARGE: 'The encoded event is larger than `eventBytesMax`.',
+  EVENT_REJECTED: 'The current state does not accept the event (with `rejectUnhandled: true`).',
+  EVENT_FAILED: "The machine threw while applying the event (action, guard or assign); the event went to dead letters.",
+  CONTEXT_NOT_SERIALIZABLE: 'The event produced a context that cannot be persisted; the event was not applied.',
+  MAILBOX_FULL: 'The entity mailbox holds `mailboxDepthMax` events already; retry later.',
+  ENTITY_FAILED: 'The entity failed `restart.attemptsMax` times in a row and is parked until `ref.restart()`.',
+  ENTITY_STOPPED: 'The entity reached a final state and accepts no more events.',
+  SYSTEM_STOPPED: 'The actor system is stopping or stopped.',
+  TIMEOUT: 'An operation did not finish within its timeout.',
+  SEQ_OUT_OF_RANGE: 'The requested seq is outside the entity journal.',
+  STORE_CONFLICT: 'A journal append expected a different last seq: another writer got there first.',
+  STORE_CORRUPT: 'A stored record failed its checksum or could not be decoded.',
+  STORE_CLOSED: 'The store is closed.',
+  STORE_FAILED: 'The store failed to read or write.',
+  DECODE_FAILED: 'Bytes could not be decoded: malformed, truncated, too large, too deep or a forbidden type.',
+  ENCODE_FAILED: 'A value could not be encoded.',
+  SNAPSHOT_INVALID: 'A snapshot could not be restored into the machine.',
+  REPLAY_DIVERGED: 'Replaying the journal produced an error or a different result than recorded.',
+} as const;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+/**
+ * Base class of every error Shardchart raises. `code` is stable across
+ * releases; `details` carries the values involved, for logs and callers.
+ *
+ * @example
+ * ```ts
+ * try { await ref.send({ type: 'PAY' }); }
+ * catch (err) { if (err instanceof ShardchartError && err.code === 'MAILBOX_FULL') retryLater(); }
+ * ```
+ */
+export class ShardchartError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+  /** True when the same call may succeed if retried later unchanged. */
+  readonly retryable: boolean;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: ErrorOptions & {
+      details?: Record<string, unknown>;
+      retryable?: boolean;
+    },
+  ) {
+    super(message, options);
+    this.name = 'ShardchartError';
+    this.code = code;
+    this.details = options?.details;
+    this.retryable = options?.retryable ?? false;
+  }
+}
+
+type Opts = ErrorOptions & { details?: Record<string, unknown> };
+
+/** Bad configuration passed by the programmer. */
+export class ConfigError extends ShardchartError {
+  constructor(message: string, options?: Opts) {
+    super('CONFIG_INVALID', message, options);
+    this.name = 'ConfigError';
+  }
+}
+
+/** The caller sent something the system refuses (bad type, id, event, size). */
+export class InvalidInputError extends ShardchartError {
+  constructor(
+    code:
+      | 'ENTITY_TYPE_UNKNOWN'
+      | 'ENTITY_ID_INVALID'
+      | 'EVENT_INVALID'
+      | 'EVENT_NOT_SERIALIZABLE'
+      | 'EVENT_TOO_LARGE'
+      | 'SEQ_OUT_OF_RANGE',
+    message: string,
+    options?: Opts,
+  ) {
+    super(code, message, options);
+    this.name = 'InvalidInputError';
+  }
+}
+
+/** The entity could not apply an event, or cannot take events now. */
+export class EntityError extends ShardchartError {
+  constructor(
+    code:
+      | 'EVENT_REJECTED'
+      | 'EVENT_FAILED'
+      | 'CONTEXT_NOT_SERIALIZABLE'
+      | 'MAILBOX_FULL'
+      | 'ENTITY_FAILED'
+      | 'ENTITY_STOPPED'
+      | 'SYSTEM_STOPPED'
+      | 'SNAPSHOT_INVALID'
+      | 'REPLAY_DIVERGED',
+    message: string,
+    options?: Opts & { retryable?: boolean },
+  ) {
+    super(code, message, options);
+    this.name = 'EntityError';
+  }
+}
+
+/** A wait (`waitFor`, `send` with `timeoutMs`) ran out of time. */
+export class TimeoutError extends ShardchartError {
+  constructor(message: string, options?: Opts) {
+    super('TIMEOUT', message, { ...options, retryable: true });
+    this.name = 'TimeoutError';
+  }
+}
+
+/** A store refused or failed an operation. */
+export class StoreError extends ShardchartError {
+  constructor(
+    code: 'STORE_CONFLICT' | 'STORE_CORRUPT' | 'STORE_CLOSED' | 'STORE_FAILED',
+    message: string,
+    options?: Opts & { retryable?: boolean },
+  ) {
+    super(code, message, options);
+    this.name = 'StoreError';
+  }
+}
+
+/** Bytes could not be encoded or decoded by the codec. */
+export class CodecError extends ShardchartError {
+  constructor(
+    code: 'DECODE_FAILED' | 'ENCODE_FAILED',
+    message: string,
+    options?: Opts,
+  ) {
+    super(code, message, options);
+    this.name = 'CodecError';
+  }
+}
+
+/** True when `err` is a ShardchartError, optionally with the given code. */
+export function isShardchartError(
+  err: unknown,
+  code?: ErrorCode,
+): err is ShardchartError {
+  return (
+    err instanceof ShardchartError && (code === undefined || err.code === code)
+  );
+}

@@ -1,0 +1,155 @@
+/**
+ * The storage contract. The engine in `src/` depends only on these types;
+ * adapters in `adapters/<name>/` implement them and keep their driver to
+ * themselves. Every adapter runs the shared conformance suite in
+ * `test/adapters/conformance.ts`.
+ */
+
+/** Identifies one entity: its type and id (and later its tenant). */
+export interface EntityKey {
+  readonly type: string;
+  readonly id: string;
+}
+
+/** Plain, msgpack-safe data: what events, contexts and records may hold. */
+export type PlainData =
+  | null
+  | boolean
+  | number
+  | string
+  | undefined
+  | PlainData[]
+  | { [key: string]: PlainData };
+
+/**
+ * One delayed event waiting to fire, as persisted. XState does not restore
+ * delayed events (xstate issue 4860); the engine re-arms these on activation.
+ */
+export interface PendingTimer {
+  /** XState's scheduled-event id (without the session prefix). */
+  readonly id: string;
+  /** The delayed event itself. */
+  readonly event: { type: string; [key: string]: unknown };
+  /** Actor path of the scheduling actor: `''` for the entity, else child ids joined by `/`. */
+  readonly source: string;
+  /** Actor path of the receiving actor, same form as `source`. */
+  readonly target: string;
+  /** The delay in ms as the machine declared it. */
+  readonly delayMs: number;
+  /** Absolute deadline in ms since the epoch (entity clock). */
+  readonly dueAt: number;
+}
+
+/** One applied event in an entity's journal. */
+export interface JournalEntry {
+  /** 1 for the first event applied after the initial state; +1 per entry. */
+  readonly seq: number;
+  /** Clock time (ms since epoch) when the event was applied. */
+  readonly at: number;
+  /** The event as the root actor received it (external or internal). */
+  readonly event: { type: string; [key: string]: unknown };
+  /** The sender's idempotency key, when one was given. */
+  readonly eventId?: string;
+  /**
+   * The complete set of pending timers right after this entry, present only
+   * when it differs from the previous entry's set.
+   */
+  readonly timers?: readonly PendingTimer[];
+}
+
+/**
+ * A recovery shortcut: the XState persisted snapshot after `seq`, plus what
+ * the engine needs to resume (timers, recent event ids). Never the only
+ * source of truth: the journal up to `seq` yields the same state.
+ */
+export interface StoredSnapshot {
+  /** Format version of this record. */
+  readonly v: 1;
+  readonly seq: number;
+  /** Clock time when the snapshot was taken. */
+  readonly at: number;
+  /** `machine.getPersistedSnapshot(...)`: plain JSON data. */
+  readonly state: unknown;
+  readonly timers: readonly PendingTimer[];
+  /** Event ids applied most recently (the dedupe window), oldest first. */
+  readonly eventIds: readonly string[];
+}
+
+/**
+ * One atomic, per-entity write: journal entries plus optionally a snapshot
+ * and the entity's timer-index entry. Adapters group-commit writes of many
+ * entities into one store transaction; each write succeeds or fails alone.
+ */
+export interface EntityWrite {
+  readonly key: EntityKey;
+  /** The seq of the last durable entry before `entries` (0 for none). */
+  readonly expectedSeq: number;
+  /** Consecutive entries starting at `expectedSeq + 1`; may be empty. */
+  readonly entries: readonly JournalEntry[];
+  /** Saved with the entries; refused silently if older than the stored one. */
+  readonly snapshot?: StoredSnapshot;
+  /**
+   * Timer index: the earliest pending deadline of the entity, `null` to
+   * remove it from the index, `undefined` to leave it unchanged.
+   */
+  readonly wakeAt?: number | null;
+}
+
+/** A failed event, recorded durably with its cause. */
+export interface DeadLetter {
+  readonly key: EntityKey;
+  readonly event: { type: string; [key: string]: unknown };
+  readonly eventId?: string;
+  /** The ShardchartError code of the failure; EVENT_FAILED for an error the machine threw. */
+  readonly code: string;
+  readonly message: string;
+  readonly at: number;
+  /** Seq of the entity's durable state when the event failed. */
+  readonly seq: number;
+}
+
+/** Journal as described in DESIGN.md. */
+export interface Journal {
+  /** Rejects with a `STORE_CONFLICT` StoreError when the last seq is not `expectedSeq`. */
+  append(
+    key: EntityKey,
+    entries: readonly JournalEntry[],
+    expectedSeq: number,
+  ): Promise<void>;
+  /** Entries with `fromSeq <= seq <= toSeq`, in seq order. */
+  read(key: EntityKey, fromSeq: number, toSeq?: number): AsyncIterable<JournalEntry>;
+  /** Seq of the last entry, 0 when empty. */
+  lastSeq(key: EntityKey): Promise<number>;
+}
+
+/** Snapshot store as described in DESIGN.md. */
+export interface SnapshotStore {
+  load(key: EntityKey): Promise<StoredSnapshot | undefined>;
+  /** Never moves seq backwards: an older snapshot is ignored. */
+  save(key: EntityKey, snapshot: StoredSnapshot): Promise<void>;
+}
+
+/** The complete adapter contract. */
+export interface Store {
+  /** Short adapter name for logs: 'memory', 'lmdb', ... */
+  readonly kind: string;
+  /** False when acknowledged writes do not survive a process crash. */
+  readonly durable: boolean;
+  readonly journal: Journal;
+  readonly snapshots: SnapshotStore;
+  /** Opens the underlying storage; called once by createActorSystem. */
+  open(): Promise<void>;
+  /** Atomic per-entity write, group-committed with concurrent writes. */
+  write(write: EntityWrite): Promise<void>;
+  /** Every entity in the timer index with its earliest deadline. */
+  scanWakeups(): AsyncIterable<{ key: EntityKey; wakeAt: number }>;
+  /** Every entity that has a journal or a snapshot. */
+  scanEntities(type?: string): AsyncIterable<EntityKey>;
+  appendDeadLetter(letter: DeadLetter): Promise<void>;
+  /** Dead letters, oldest first; `limit` defaults to 1000. */
+  readDeadLetters(options?: { key?: EntityKey; limit?: number }): Promise<DeadLetter[]>;
+  /** Flushes pending writes and releases the storage. Idempotent. */
+  close(): Promise<void>;
+  /** Approximate bytes used on disk (or in memory). */
+  sizeBytes(): Promise<number>;
+}

@@ -1,0 +1,807 @@
+import {
+  createActor,
+  type AnyActorRef,
+  type AnyMachineSnapshot,
+  type InspectionEvent,
+} from 'xstate';
+import {
+  EntityError,
+  ShardchartError,
+  TimeoutError,
+} from '../errors.js';
+import { checkPlainData } from '../codec/plain-data.js';
+import { recover } from '../persistence/recovery.js';
+import type {
+  EntityKey,
+  JournalEntry,
+  PendingTimer,
+  StoredSnapshot,
+} from '../persistence/types.js';
+import { TimerTracker } from './timers.js';
+import type { EntityRuntime, ResolvedEntityType } from './runtime.js';
+import type { EntityState } from './types.js';
+
+type AnyEvent = { type: string; [key: string]: unknown };
+
+/** One queued send: waiting in the mailbox, then for durability. */
+interface Send {
+  event: AnyEvent;
+  eventId: string | undefined;
+  resolve: (s: EntityState) => void;
+  reject: (e: Error) => void;
+}
+
+/** An applied send waiting for its entries to become durable. */
+interface Waiter {
+  seq: number;
+  state: EntityState;
+  resolve: (s: EntityState) => void;
+  reject: (e: Error) => void;
+}
+
+type Phase =
+  | 'idle' // not activated yet, or passivated
+  | 'activating'
+  | 'live'
+  | 'restarting' // failed; waiting for durability and backoff
+  | 'parked' // failed attemptsMax times; refuses sends
+  | 'passivating';
+
+const ROOT_EVENT_TYPES_FORBIDDEN_PREFIX = 'xstate.';
+
+/**
+ * The host of one entity: its mailbox, its live XState actor and the path of
+ * every macrostep into the journal.
+ *
+ * Every event the root actor processes — sent by a caller or produced inside
+ * (invoke done/error, delayed events, child output) — is captured from XState's
+ * inspection stream as one journal entry, so a pure replay reproduces it.
+ * Events are applied one at a time in arrival order; the next event may be
+ * applied while the previous entries are still being written (pipelining),
+ * but no caller is answered before its entries are durable.
+ */
+export class EntityHost {
+  phase: Phase = 'idle';
+  /** Last seq applied to the live actor. */
+  seq = 0;
+  /** Last seq known durable in the store. */
+  durableSeq = 0;
+  private snapshotSeq = 0;
+  private lastAt = 0;
+  private actor: AnyActorRef | undefined;
+  private timers: TimerTracker | undefined;
+  private lastSnap: AnyMachineSnapshot | undefined;
+  private eventIds: string[] = [];
+  /** eventIds applied but not yet durable -> their waiters (for duplicate answers). */
+  private readonly mailbox: Send[] = [];
+  private waiters: Waiter[] = [];
+  private pending: JournalEntry[] = [];
+  /** States per pending entry, kept only while someone subscribes. */
+  private pendingStates: EntityState[] = [];
+  private writing: Promise<void> | undefined;
+  private flushQueued = false;
+  private snapshotWanted = false;
+  private wakeDirty = false;
+  private capturing = false;
+  private applying = false;
+  private rootQueue: unknown[] = [];
+  private handled = false;
+  private current: { event: AnyEvent; eventId: string | undefined; changed: boolean; handled: boolean } | undefined;
+  private failure: { error: unknown; event: AnyEvent | undefined; eventId?: string | undefined } | undefined;
+  private failures = 0;
+  private activation: Promise<void> | undefined;
+  private backoffTimer: unknown;
+  private idleWaiters: (() => void)[] = [];
+  lastActive = 0;
+
+  constructor(
+    readonly key: EntityKey,
+    readonly k: string,
+    private readonly def: ResolvedEntityType,
+    private readonly rt: EntityRuntime,
+  ) {}
+
+  // ---------------------------------------------------------------- sending
+
+  /** Queues an event; resolves after it (and everything before it) is durable. */
+  send(event: AnyEvent, eventId: string | undefined): Promise<EntityState> {
+    if (this.phase === 'parked') return Promise.reject(this.parkedError());
+    if (this.mailbox.length + this.waiters.length >= this.rt.options.mailboxDepthMax) {
+      return Promise.reject(
+        new EntityError(
+          'MAILBOX_FULL',
+          `The mailbox of ${this.key.type}/${this.key.id} holds ${this.rt.options.mailboxDepthMax} events (mailboxDepthMax); slow down or retry later.`,
+          { retryable: true, details: { key: this.key, mailboxDepthMax: this.rt.options.mailboxDepthMax } },
+        ),
+      );
+    }
+    return new Promise<EntityState>((resolve, reject) => {
+      this.mailbox.push({ event, eventId, resolve, reject });
+      this.lastActive = this.rt.clock.now();
+      this.drain();
+    });
+  }
+
+  /** The current durable state, activating the entity if needed. */
+  async read(): Promise<EntityState> {
+    for (;;) {
+      if (this.phase === 'parked') throw this.parkedError();
+      if (this.phase === 'live' && this.lastSnap) {
+        const state = this.stateOf(this.lastSnap, false);
+        if (this.durableSeq >= this.seq) return state;
+        return new Promise<EntityState>((resolve, reject) => {
+          this.waiters.push({ seq: this.seq, state, resolve, reject });
+          this.scheduleFlush();
+        });
+      }
+      await this.ensureActive();
+    }
+  }
+
+  private drain(): void {
+    if (this.applying) return;
+    if (this.phase !== 'live') {
+      if (this.phase === 'idle') void this.ensureActive().catch(() => undefined);
+      return;
+    }
+    this.applying = true;
+    try {
+      while (this.mailbox.length > 0 && this.phase === 'live') {
+        const send = this.mailbox.shift()!;
+        this.apply(send);
+      }
+    } finally {
+      this.applying = false;
+    }
+    this.scheduleFlush();
+  }
+
+  private apply(send: Send): void {
+    const actor = this.actor!;
+    const snapBefore = this.lastSnap!;
+    if (snapBefore.status !== 'active') {
+      send.reject(
+        new EntityError(
+          'ENTITY_STOPPED',
+          `${this.key.type}/${this.key.id} reached a final state ("${JSON.stringify(snapBefore.value)}") and accepts no more events; use a new entity id.`,
+          { details: { key: this.key, seq: this.seq } },
+        ),
+      );
+      return;
+    }
+    if (send.eventId !== undefined && this.eventIds.includes(send.eventId)) {
+      this.rt.stats.duplicates++;
+      this.waitDurable(this.stateOf(snapBefore, false, true), send);
+      return;
+    }
+    this.current = { event: send.event, eventId: send.eventId, changed: false, handled: false };
+    try {
+      actor.send(send.event);
+    } catch (error) {
+      // XState reports errors through observers; a throw here is a bug in
+      // the inspection path or XState itself. Treat it as a failed event.
+      this.failure ??= { error, event: send.event };
+    }
+    const cur = this.current;
+    this.current = undefined;
+    if (this.failure && this.failure.event === send.event) {
+      this.failure.eventId = send.eventId;
+      const cause = this.failure.error;
+      send.reject(
+        cause instanceof ShardchartError
+          ? cause
+          : new EntityError(
+              'EVENT_FAILED',
+              `Applying "${send.event.type}" to ${this.key.type}/${this.key.id} threw: ${errorMessage(cause)}. The event was not applied and went to dead letters; fix the machine or the event and send it again.`,
+              { cause, details: { key: this.key, eventType: send.event.type, eventId: send.eventId } },
+            ),
+      );
+      this.onFailure();
+      return;
+    }
+    if (!cur.handled && !cur.changed && this.def.rejectUnhandled) {
+      send.reject(
+        new EntityError(
+          'EVENT_REJECTED',
+          `${this.key.type}/${this.key.id} in state ${JSON.stringify(snapBefore.value)} does not accept "${send.event.type}"; send an event the current state handles.`,
+          { details: { key: this.key, eventType: send.event.type, value: snapBefore.value } },
+        ),
+      );
+    } else {
+      this.waitDurable(this.stateOf(this.lastSnap!, cur.changed), send);
+    }
+    if (this.failure) this.onFailure();
+  }
+
+  private waitDurable(state: EntityState, send: { resolve: (s: EntityState) => void; reject: (e: Error) => void }): void {
+    if (this.durableSeq >= this.seq) {
+      send.resolve(state);
+      return;
+    }
+    this.waiters.push({ seq: this.seq, state, resolve: send.resolve, reject: send.reject });
+  }
+
+  // -------------------------------------------------------------- capturing
+
+  private readonly inspect = (ev: InspectionEvent): void => {
+    const actor = this.actor;
+    if (actor === undefined) return;
+    if (ev.type === '@xstate.snapshot') {
+      if (ev.actorRef === actor) this.onRootStep(ev.event as AnyEvent, ev.snapshot as AnyMachineSnapshot);
+      else if (this.capturing) this.onChildStep();
+    } else if (ev.type === '@xstate.event') {
+      if (ev.actorRef === actor) this.rootQueue.push(ev.event);
+    } else if (ev.type === '@xstate.microstep') {
+      if (ev.actorRef === actor && ev._transitions.length > 0) this.handled = true;
+    }
+  };
+
+  private onRootStep(event: AnyEvent, snapshot: AnyMachineSnapshot): void {
+    const queued = this.rootQueue.indexOf(event);
+    if (queued >= 0) this.rootQueue.splice(0, queued + 1);
+    const prev = this.lastSnap;
+    const handled = this.handled;
+    this.handled = false;
+    if (!this.capturing || this.failure || event.type === 'xstate.init' || prev === undefined) {
+      if (this.capturing && !this.failure) this.lastSnap = snapshot;
+      return;
+    }
+    const changed = snapshot !== prev;
+    if (changed && snapshot.context !== prev.context) {
+      const check = checkPlainData(snapshot.context, this.rt.contextLimits);
+      if (check.problem) {
+        this.fail(
+          event,
+          new EntityError(
+            'CONTEXT_NOT_SERIALIZABLE',
+            `Applying "${event.type}" to ${this.key.type}/${this.key.id} would leave context ${check.problem.path} that cannot be persisted: ${check.problem.reason} The event was not applied.`,
+            { details: { key: this.key, eventType: event.type, path: check.problem.path, kind: check.problem.kind } },
+          ),
+        );
+        return;
+      }
+    }
+    const timersChanged = this.timers!.sync();
+    this.lastSnap = snapshot;
+    const isCurrent = this.current !== undefined && this.current.event === event;
+    if (isCurrent) {
+      this.current!.changed ||= changed;
+      this.current!.handled ||= handled;
+    } else if (changed || handled) {
+      // An event produced inside the entity (invoke result, delayed event,
+      // child output): it must be plain data, or replay could not rebuild it.
+      const check = checkPlainData(event, this.rt.eventLimits);
+      if (check.problem) {
+        this.fail(
+          event,
+          new EntityError(
+            'CONTEXT_NOT_SERIALIZABLE',
+            `${this.key.type}/${this.key.id} received internal event "${event.type}" holding ${check.problem.path} that cannot be persisted: ${check.problem.reason} Make invoked actors resolve with plain data.`,
+            { details: { key: this.key, eventType: event.type, path: check.problem.path } },
+          ),
+        );
+        return;
+      }
+    }
+    if (!changed && !handled && !timersChanged) return;
+    const seq = ++this.seq;
+    const eventId = isCurrent ? this.current!.eventId : undefined;
+    const entry: JournalEntry =
+      eventId === undefined
+        ? timersChanged
+          ? { seq, at: this.rt.clock.now(), event, timers: this.timers!.current() }
+          : { seq, at: this.rt.clock.now(), event }
+        : timersChanged
+          ? { seq, at: this.rt.clock.now(), event, eventId, timers: this.timers!.current() }
+          : { seq, at: this.rt.clock.now(), event, eventId };
+    this.pending.push(entry);
+    if (timersChanged) this.wakeDirty = true;
+    if (eventId !== undefined) this.rememberEventId(eventId);
+    if (this.rt.hasListeners(this.k)) {
+      this.pendingStates.length = this.pending.length - 1;
+      this.pendingStates.push(this.stateOf(snapshot, changed));
+    }
+    this.rt.stats.eventsApplied++;
+    if (!isCurrent) {
+      this.failures = 0;
+      this.lastActive = this.rt.clock.now();
+      this.rt.touch(this);
+      this.scheduleFlush();
+    } else {
+      this.failures = 0;
+    }
+  }
+
+  /** A child actor changed state: only a snapshot can carry that. */
+  private onChildStep(): void {
+    if (this.timers!.sync()) this.wakeDirty = true;
+    this.snapshotWanted = true;
+    this.scheduleFlush();
+  }
+
+  private rememberEventId(id: string): void {
+    this.eventIds.push(id);
+    if (this.eventIds.length > this.rt.options.dedupeWindow) this.eventIds.shift();
+  }
+
+  // --------------------------------------------------------------- flushing
+
+  private scheduleFlush(): void {
+    if (this.flushQueued || this.writing) return;
+    if (this.pending.length === 0 && !this.snapshotWanted && !this.wakeDirty) {
+      this.settleWaiters();
+      return;
+    }
+    this.flushQueued = true;
+    queueMicrotask(() => {
+      this.flushQueued = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    if (this.writing || this.phase === 'restarting') return;
+    if (this.pending.length === 0 && !this.snapshotWanted && !this.wakeDirty) {
+      this.settleWaiters();
+      this.notifyIdle();
+      return;
+    }
+    const entries = this.pending;
+    const states = this.pendingStates;
+    this.pending = [];
+    this.pendingStates = [];
+    const lastSeq = this.seq;
+    const wantSnapshot =
+      this.snapshotWanted ||
+      lastSeq - this.snapshotSeq >= this.rt.options.snapshotEvery ||
+      (entries.length === 0 && this.wakeDirty);
+    let snapshot: StoredSnapshot | undefined;
+    if (wantSnapshot && this.actor) snapshot = this.takeSnapshot();
+    const wakeAt = this.wakeDirty ? this.timers!.wakeAt() : undefined;
+    this.snapshotWanted = false;
+    this.wakeDirty = false;
+    const expectedSeq = this.durableSeq;
+    this.rt.stats.storeWrites++;
+    const write = this.rt.store.write(
+      snapshot
+        ? { key: this.key, expectedSeq, entries, snapshot, wakeAt }
+        : { key: this.key, expectedSeq, entries, wakeAt },
+    );
+    this.writing = write.then(
+      () => {
+        this.writing = undefined;
+        this.durableSeq = lastSeq;
+        if (entries.length > 0) this.lastAt = entries[entries.length - 1]!.at;
+        if (snapshot) this.snapshotSeq = snapshot.seq;
+        this.settleWaiters();
+        if (states.length > 0) for (const s of states) if (s) this.rt.emit(this.k, s);
+        this.flush();
+      },
+      (error: unknown) => {
+        this.writing = undefined;
+        this.rt.log.error({ type: this.key.type, id: this.key.id, seq: lastSeq, err: error }, 'journal write failed; restarting entity from its durable state');
+        // Everything applied after the durable seq is lost with the live
+        // actor: answer those callers with the store error and restart.
+        const err = error instanceof Error ? error : new Error(String(error));
+        this.failWaiters(err);
+        this.pending = [];
+        this.pendingStates = [];
+        this.failure ??= { error: err, event: undefined };
+        this.onFailure(false);
+      },
+    );
+  }
+
+  private takeSnapshot(): StoredSnapshot {
+    const state = this.actor!.getPersistedSnapshot();
+    return {
+      v: 1,
+      seq: this.seq,
+      at: this.rt.clock.now(),
+      state,
+      timers: this.timers!.current(),
+      eventIds: this.eventIds.slice(),
+    };
+  }
+
+  private settleWaiters(): void {
+    if (this.waiters.length === 0) return;
+    const durable = this.durableSeq;
+    let i = 0;
+    while (i < this.waiters.length && this.waiters[i]!.seq <= durable) i++;
+    if (i === 0) return;
+    const done = i === this.waiters.length ? this.waiters : this.waiters.slice(0, i);
+    this.waiters = i === this.waiters.length ? [] : this.waiters.slice(i);
+    for (const w of done) w.resolve(w.state);
+  }
+
+  private failWaiters(err: Error): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) {
+      if (w.seq <= this.durableSeq) w.resolve(w.state);
+      else w.reject(err);
+    }
+  }
+
+  /** Resolves once nothing is queued, applied-but-unwritten or being written. */
+  whenIdle(): Promise<void> {
+    if (this.isQuiet()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private isQuiet(): boolean {
+    return (
+      this.mailbox.length === 0 &&
+      this.waiters.length === 0 &&
+      this.pending.length === 0 &&
+      !this.writing &&
+      !this.flushQueued &&
+      this.phase !== 'activating' &&
+      this.phase !== 'restarting'
+    );
+  }
+
+  private notifyIdle(): void {
+    if (this.idleWaiters.length === 0 || !this.isQuiet()) return;
+    const ws = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of ws) w();
+  }
+
+  // ------------------------------------------------------------- activation
+
+  /** Activates the entity if it is not live; shared by concurrent callers. */
+  ensureActive(): Promise<void> {
+    if (this.phase === 'live') return Promise.resolve();
+    if (this.phase === 'parked') return Promise.reject(this.parkedError());
+    if (this.activation) return this.activation;
+    if (this.phase === 'restarting' || this.phase === 'passivating') {
+      return new Promise((resolve, reject) => {
+        this.idleWaiters.push(() => void this.ensureActive().then(resolve, reject));
+      });
+    }
+    this.phase = 'activating';
+    this.activation = this.activate().then(
+      () => {
+        this.activation = undefined;
+        this.phase = 'live';
+        this.rt.stats.activations++;
+        this.rt.onActivated(this);
+        this.drain();
+        this.notifyIdle();
+      },
+      (error: unknown) => {
+        this.activation = undefined;
+        this.failure = { error, event: undefined };
+        this.rt.log.error({ type: this.key.type, id: this.key.id, err: error }, 'activation failed');
+        this.onFailure(false);
+        throw error;
+      },
+    );
+    return this.activation;
+  }
+
+  private async activate(): Promise<void> {
+    const { machine } = this.def;
+    const input = this.def.input(this.key.id);
+    const rec = await recover(this.rt.store, machine, this.key, input, this.rt.options.dedupeWindow);
+    this.seq = rec.seq;
+    this.durableSeq = rec.seq;
+    this.snapshotSeq = rec.snapshotSeq;
+    this.lastAt = rec.at;
+    this.eventIds = rec.eventIds;
+    this.rootQueue = [];
+    this.failure = undefined;
+    this.handled = false;
+    this.lastSnap = undefined;
+    const actor = createActor(machine, {
+      snapshot: rec.state as never,
+      input,
+      clock: this.rt.clock,
+      inspect: this.inspect,
+      logger: this.rt.xstateLogger,
+    });
+    this.actor = actor;
+    this.timers = new TimerTracker(actor, this.rt.clock);
+    actor.subscribe({
+      error: (error: unknown) => this.fail(this.rootQueue[0] as AnyEvent | undefined, error),
+    });
+    this.capturing = true;
+    this.applying = true;
+    try {
+      actor.start();
+    } finally {
+      this.applying = false;
+    }
+    // actor.start() may have recorded a failure through the error observer.
+    const startFailure = this.failure as { error: unknown } | undefined;
+    if (startFailure) {
+      const { error } = startFailure;
+      this.failure = undefined;
+      this.capturing = false;
+      this.actor = undefined;
+      throw error instanceof ShardchartError
+        ? error
+        : new EntityError(
+            'EVENT_FAILED',
+            `Starting ${this.key.type}/${this.key.id} at seq ${this.seq} threw: ${errorMessage(error)}.`,
+            { cause: error, details: { key: this.key, seq: this.seq } },
+          );
+    }
+    this.lastSnap ??= actor.getSnapshot() as AnyMachineSnapshot;
+    const moved = this.timers.rearm(rec.timers, this.def.timerResume, rec.at, (msg, t) =>
+      this.rt.log.warn({ type: this.key.type, id: this.key.id, timer: t.id }, msg),
+    );
+    // Timers started by the initial state of a brand-new entity, or deadlines
+    // moved by the resume mode, must be durable before we rely on them.
+    const changed = this.timers.sync();
+    if (moved || changed) {
+      this.wakeDirty = true;
+      this.snapshotWanted = true;
+    }
+  }
+
+  // ------------------------------------------------------------ supervision
+
+  /**
+   * Records the first failure of the live actor. Failures inside a send are
+   * handled when actor.send returns; an internal event (invoke error, timer,
+   * child output) fails outside any send and is handled on the next tick.
+   */
+  private fail(event: AnyEvent | undefined, error: unknown): void {
+    if (this.failure) return;
+    const eventId = this.current !== undefined && this.current.event === event ? this.current.eventId : undefined;
+    this.failure = { error, event, eventId };
+    if (!this.applying && this.current === undefined) queueMicrotask(() => this.onFailure());
+  }
+
+  /**
+   * The live actor failed (a throwing action or guard, an unhandled invoke
+   * error, a context that cannot be persisted, a failed write). Dead-letter
+   * the failing event, then restart from the durable state with backoff.
+   */
+  private onFailure(deadLetter = true): void {
+    if (this.phase === 'restarting' || this.phase === 'parked') return;
+    const failure = this.failure;
+    if (!failure) return;
+    if (this.phase === 'live') this.rt.onDeactivated();
+    this.phase = 'restarting';
+    this.capturing = false;
+    this.failures++;
+    this.rt.stats.failures++;
+    const actor = this.actor;
+    this.actor = undefined;
+    this.timers = undefined;
+    try {
+      actor?.stop();
+    } catch {
+      // Stopping a failed actor may rethrow its error; it is already handled.
+    }
+    const { error, event } = failure;
+    const code = error instanceof ShardchartError ? error.code : 'EVENT_FAILED';
+    this.rt.log.warn(
+      { type: this.key.type, id: this.key.id, seq: this.seq, eventType: event?.type, code, err: error, failures: this.failures },
+      'entity failed; restarting from its durable state',
+    );
+    void this.recoverFrom(error, deadLetter ? event : undefined, failure.eventId, code);
+  }
+
+  private async recoverFrom(error: unknown, event: AnyEvent | undefined, eventId: string | undefined, code: string): Promise<void> {
+    try {
+      // No new write starts while restarting; wait for the one in flight.
+      while (this.writing) await this.writing.catch(() => undefined);
+      // Entries captured before the failure are valid: make them durable.
+      if (this.pending.length > 0) await this.flushAll();
+    } catch (err) {
+      this.rt.log.error({ type: this.key.type, id: this.key.id, err }, 'could not write the entries applied before the failure');
+    }
+    if (event) {
+      try {
+        await this.rt.deadLetter({
+          key: this.key,
+          event,
+          ...(eventId !== undefined ? { eventId } : {}),
+          code,
+          message: errorMessage(error),
+          at: this.rt.clock.now(),
+          seq: this.durableSeq,
+        });
+      } catch (err) {
+        this.rt.log.error({ type: this.key.type, id: this.key.id, err }, 'could not record dead letter');
+      }
+    }
+    this.failWaiters(
+      new EntityError('EVENT_FAILED', `${this.key.type}/${this.key.id} failed before this event became durable; send it again.`, {
+        retryable: true,
+        cause: error,
+      }),
+    );
+    this.pending = [];
+    this.pendingStates = [];
+    this.seq = this.durableSeq;
+    this.failure = undefined;
+    const { attemptsMax, backoffMs } = this.rt.options.restart;
+    if (this.failures >= attemptsMax) {
+      this.park(error);
+      return;
+    }
+    const delay = Math.min(backoffMs * 2 ** (this.failures - 1), 30_000);
+    this.backoffTimer = this.rt.clock.setTimeout(() => {
+      this.backoffTimer = undefined;
+      if (this.phase !== 'restarting') return;
+      this.phase = 'idle';
+      if (this.rt.stopping && this.mailbox.length === 0) {
+        this.notifyIdle();
+        return;
+      }
+      this.ensureActive().catch(() => undefined);
+    }, delay);
+  }
+
+  private async flushAll(): Promise<void> {
+    const entries = this.pending;
+    this.pending = [];
+    this.pendingStates = [];
+    const lastSeq = entries[entries.length - 1]!.seq;
+    await this.rt.store.write({ key: this.key, expectedSeq: this.durableSeq, entries });
+    this.durableSeq = lastSeq;
+    this.settleWaiters();
+  }
+
+  private park(error: unknown): void {
+    this.phase = 'parked';
+    this.rt.log.error(
+      { type: this.key.type, id: this.key.id, seq: this.durableSeq, err: error },
+      `entity parked after ${this.failures} failures; sends are refused until ref.restart()`,
+    );
+    const queued = this.mailbox.splice(0);
+    const err = this.parkedError(error);
+    for (const s of queued) s.reject(err);
+    this.notifyIdle();
+  }
+
+  private parkedError(cause?: unknown): EntityError {
+    return new EntityError(
+      'ENTITY_FAILED',
+      `${this.key.type}/${this.key.id} failed ${this.rt.options.restart.attemptsMax} times in a row and is parked; inspect system.deadLetters(), fix the cause, then call ref.restart().`,
+      { cause, details: { key: this.key, seq: this.durableSeq } },
+    );
+  }
+
+  /** Un-parks (or restarts now) an entity. */
+  async restart(): Promise<void> {
+    if (this.backoffTimer !== undefined) {
+      this.rt.clock.clearTimeout(this.backoffTimer);
+      this.backoffTimer = undefined;
+    }
+    if (this.phase === 'parked' || this.phase === 'restarting') this.phase = 'idle';
+    this.failures = 0;
+    await this.ensureActive();
+  }
+
+  isParked(): boolean {
+    return this.phase === 'parked';
+  }
+
+  // ------------------------------------------------------------ passivation
+
+  /** True when an invoked promise or callback actor is running somewhere in the entity. */
+  hasInvocationInFlight(): boolean {
+    const walk = (snap: { children?: Record<string, AnyActorRef> } | undefined): boolean => {
+      for (const child of Object.values(snap?.children ?? {})) {
+        const s = child.getSnapshot() as { status: string; value?: unknown; children?: Record<string, AnyActorRef> };
+        if (s.status !== 'active') continue;
+        if (!('value' in s)) return true;
+        if (walk(s)) return true;
+      }
+      return false;
+    };
+    return this.lastSnap !== undefined && walk(this.lastSnap as never);
+  }
+
+  canPassivate(force: boolean): boolean {
+    return this.phase === 'live' && this.isQuiet() && (force || !this.hasInvocationInFlight());
+  }
+
+  /**
+   * Snapshots the entity and drops its actor. Returns false (and does
+   * nothing) when it is busy or, unless forced, has an invocation in flight.
+   */
+  async passivate(force = false): Promise<boolean> {
+    if (!this.canPassivate(force)) return false;
+    this.phase = 'passivating';
+    this.capturing = false;
+    try {
+      if (this.seq > this.snapshotSeq || this.snapshotWanted || this.wakeDirty || this.hasChildren()) {
+        const snapshot = this.takeSnapshot();
+        await this.rt.store.write({
+          key: this.key,
+          expectedSeq: this.durableSeq,
+          entries: [],
+          snapshot,
+          wakeAt: this.timers!.wakeAt(),
+        });
+        this.snapshotSeq = snapshot.seq;
+        this.snapshotWanted = false;
+        this.wakeDirty = false;
+      }
+    } catch (error) {
+      this.rt.log.error({ type: this.key.type, id: this.key.id, err: error }, 'passivation snapshot failed; entity stays live');
+      this.phase = 'live';
+      this.capturing = true;
+      this.drain();
+      return false;
+    }
+    const wakeAt = this.timers!.wakeAt();
+    const actor = this.actor!;
+    this.actor = undefined;
+    this.timers = undefined;
+    this.lastSnap = undefined;
+    this.eventIds = [];
+    this.rootQueue = [];
+    try {
+      actor.stop();
+    } catch {
+      // A stop that throws leaves nothing to clean up here.
+    }
+    this.phase = 'idle';
+    this.rt.stats.passivations++;
+    // Sends that arrived while we were snapshotting reactivate the entity;
+    // otherwise the host is dropped and only a wake-up (if any) remains.
+    if (this.mailbox.length > 0) this.drain();
+    else this.rt.onPassivated(this, wakeAt);
+    this.notifyIdle();
+    return true;
+  }
+
+  private hasChildren(): boolean {
+    const children = (this.lastSnap as { children?: Record<string, unknown> } | undefined)?.children;
+    return children !== undefined && Object.keys(children).length > 0;
+  }
+
+  /** Rejects everything still queued (system stop). */
+  rejectQueued(err: Error): void {
+    for (const s of this.mailbox.splice(0)) s.reject(err);
+    if (this.backoffTimer !== undefined) {
+      this.rt.clock.clearTimeout(this.backoffTimer);
+      this.backoffTimer = undefined;
+      if (this.phase === 'restarting') this.phase = 'idle';
+    }
+    this.notifyIdle();
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  stateOf(snap: AnyMachineSnapshot, changed: boolean, duplicate = false): EntityState {
+    const state: EntityState = {
+      seq: this.seq,
+      value: snap.value,
+      context: snap.context as never,
+      status: snap.status,
+      changed,
+    };
+    if (duplicate) state.duplicate = true;
+    if (snap.status === 'done') state.output = snap.output;
+    return state;
+  }
+
+  /** Pending timers of the live actor (empty when not live). */
+  pendingTimers(): readonly PendingTimer[] {
+    return this.timers?.current() ?? [];
+  }
+
+  timeoutError(ms: number): TimeoutError {
+    return new TimeoutError(`${this.key.type}/${this.key.id} did not answer within ${ms} ms; the event may still be applied. Retry with the same eventId to be safe.`, {
+      details: { key: this.key, timeoutMs: ms },
+    });
+  }
+
+  static checkEventType(type: string): boolean {
+    return !type.startsWith(ROOT_EVENT_TYPES_FORBIDDEN_PREFIX);
+  }
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,125 @@
+import { stateAt as rebuildStateAt } from '../persistence/recovery.js';
+import type { JournalEntry } from '../persistence/types.js';
+import type { SystemCore } from './actor-system.js';
+import type { EntityRef, EntityState, SendOptions, Unsubscribe, WaitForOptions } from './types.js';
+import { checkEvent, checkEventId } from './validate.js';
+
+const symbolObservable: string | symbol = (Symbol as { observable?: symbol }).observable ?? '@@observable';
+
+/**
+ * Entity refs are plain handles: they hold the type and id and look the host
+ * up on every call, so a ref stays valid across passivation and restarts.
+ */
+export function createEntityRef(core: SystemCore, type: string, id: string): EntityRef {
+  const k = core.keyString(type, id);
+  const withTimeout = <T>(p: Promise<T>, ms: number | undefined, host: { timeoutError(ms: number): Error }): Promise<T> => {
+    if (ms === undefined) return p;
+    return new Promise<T>((resolve, reject) => {
+      const t = core.clock.setTimeout(() => reject(host.timeoutError(ms)), ms);
+      p.then(
+        (v) => {
+          core.clock.clearTimeout(t);
+          resolve(v);
+        },
+        (e: unknown) => {
+          core.clock.clearTimeout(t);
+          reject(e as Error);
+        },
+      );
+    });
+  };
+
+  const subscribe: EntityRef['subscribe'] = (listener) => {
+    const observer = typeof listener === 'function' ? { next: listener } : listener;
+    const off = core.subscribe(k, observer);
+    const unsubscribe = (() => off()) as Unsubscribe;
+    unsubscribe.unsubscribe = off;
+    return unsubscribe;
+  };
+
+  const ref: EntityRef = {
+    type,
+    id,
+    send(event, options: SendOptions = {}) {
+      try {
+        core.checkRunning();
+        checkEvent(event, core.eventLimits);
+        checkEventId(options.eventId);
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+      const host = core.host(type, id);
+      core.touch(host);
+      return withTimeout(host.send(event, options.eventId), options.timeoutMs, host);
+    },
+    async snapshot() {
+      core.checkRunning();
+      return core.host(type, id).read();
+    },
+    async stateAt(seq: number) {
+      const def = core.typeOf(type);
+      const host = core.existingHost(type, id);
+      // Answer from durable state only: wait for anything applied to land.
+      if (host) await host.whenIdle();
+      const { snapshot, seq: at } = await rebuildStateAt(core.store, def.machine, { type, id }, def.input(id), seq);
+      const state: EntityState = { seq: at, value: snapshot.value, context: snapshot.context as never, status: snapshot.status, changed: false };
+      if (snapshot.status === 'done') state.output = snapshot.output;
+      return state;
+    },
+    journal(options = {}): AsyncIterable<JournalEntry> {
+      return core.store.journal.read({ type, id }, options.fromSeq ?? 1, options.toSeq);
+    },
+    subscribe,
+    async waitFor(predicate, options: WaitForOptions = {}) {
+      return new Promise<EntityState>((resolve, reject) => {
+        let done = false;
+        let timer: unknown;
+        const finish = (fn: () => void): void => {
+          if (done) return;
+          done = true;
+          off();
+          if (timer !== undefined) core.clock.clearTimeout(timer);
+          fn();
+        };
+        const check = (s: EntityState): void => {
+          let ok = false;
+          try {
+            ok = predicate(s);
+          } catch (err) {
+            finish(() => reject(err as Error));
+            return;
+          }
+          if (ok) finish(() => resolve(s));
+        };
+        // Subscribe before reading so no state slips between the two.
+        const off = subscribe(check);
+        if (options.timeoutMs !== undefined) {
+          timer = core.clock.setTimeout(
+            () => finish(() => reject(core.host(type, id).timeoutError(options.timeoutMs!))),
+            options.timeoutMs,
+          );
+        }
+        ref.snapshot().then(check, (err: unknown) => finish(() => reject(err as Error)));
+      });
+    },
+    async restart() {
+      core.checkRunning();
+      await core.host(type, id).restart();
+    },
+    async passivate(options: { force?: boolean } = {}) {
+      const host = core.existingHost(type, id);
+      if (!host || host.phase === 'idle') return true;
+      await host.whenIdle();
+      const phase: string = host.phase;
+      if (phase !== 'live') return phase === 'idle';
+      return host.passivate(options.force ?? false);
+    },
+    isLive() {
+      return core.existingHost(type, id)?.phase === 'live';
+    },
+  };
+  // Observable interop (rxjs `from(ref)`), the same key XState actors use.
+  (ref as unknown as Record<string | symbol, unknown>)[symbolObservable] = () => ref;
+  return ref;
+}
+

@@ -1,0 +1,63 @@
+import type { AnyStateMachine } from 'xstate';
+import type { Logger } from 'pino';
+import type { PlainDataLimits } from '../codec/plain-data.js';
+import type { DeadLetter, Store } from '../persistence/types.js';
+import type { Clock } from './clock.js';
+import type { EntityHost } from './entity-host.js';
+import type { EntityState, RestartPolicy, SystemStats, TimerResume } from './types.js';
+
+/** An entity type with every option resolved. @internal */
+export interface ResolvedEntityType {
+  name: string;
+  machine: AnyStateMachine;
+  input: (id: string) => unknown;
+  timerResume: TimerResume;
+  rejectUnhandled: boolean;
+}
+
+/** Options with defaults applied. @internal */
+export interface ResolvedOptions {
+  snapshotEvery: number;
+  passivateAfterMs: number;
+  liveEntitiesMax: number;
+  mailboxDepthMax: number;
+  dedupeWindow: number;
+  eventBytesMax: number;
+  restart: RestartPolicy;
+}
+
+/** What an entity host needs from its system. @internal */
+export interface EntityRuntime {
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly options: ResolvedOptions;
+  readonly stats: SystemStats;
+  readonly log: Logger;
+  readonly xstateLogger: (...args: unknown[]) => void;
+  readonly contextLimits: PlainDataLimits;
+  readonly eventLimits: PlainDataLimits;
+  readonly stopping: boolean;
+  hasListeners(k: string): boolean;
+  emit(k: string, state: EntityState): void;
+  touch(host: EntityHost): void;
+  onActivated(host: EntityHost): void;
+  onPassivated(host: EntityHost, wakeAt: number | null): void;
+  /** A live entity stopped without passivating (it failed). */
+  onDeactivated(): void;
+  deadLetter(letter: DeadLetter): Promise<void>;
+}
+
+/** Named defaults, in one place. */
+export const defaults = {
+  snapshotEvery: 100,
+  passivateAfterMs: 60_000,
+  liveEntitiesMax: 100_000,
+  mailboxDepthMax: 1_000,
+  dedupeWindow: 128,
+  eventBytesMax: 65_536,
+  contextBytesMax: 4_194_304,
+  depthMax: 64,
+  restart: { attemptsMax: 5, backoffMs: 100 },
+  backoffMsMax: 30_000,
+  entityIdLengthMax: 512,
+} as const;
