@@ -1,9 +1,5 @@
-import {
-  createActor,
-  type AnyActorRef,
-  type AnyMachineSnapshot,
-  type InspectionEvent,
-} from 'xstate';
+import { createActor, type AnyActorRef, type AnyMachineSnapshot } from 'xstate';
+import { attachCapture, ChildWatcher } from './capture.js';
 import {
   EntityError,
   ShardchartError,
@@ -54,8 +50,8 @@ const ROOT_EVENT_TYPES_FORBIDDEN_PREFIX = 'xstate.';
  * every macrostep into the journal.
  *
  * Every event the root actor processes — sent by a caller or produced inside
- * (invoke done/error, delayed events, child output) — is captured from XState's
- * inspection stream as one journal entry, so a pure replay reproduces it.
+ * (invoke done/error, delayed events, child output) — is captured (see
+ * capture.ts) as one journal entry, so a pure replay reproduces it.
  * Events are applied one at a time in arrival order; the next event may be
  * applied while the previous entries are still being written (pipelining),
  * but no caller is answered before its entries are durable.
@@ -85,7 +81,7 @@ export class EntityHost {
   private capturing = false;
   private applying = false;
   private rootQueue: unknown[] = [];
-  private handled = false;
+  private children = new ChildWatcher(() => this.onChildStep());
   private current: { event: AnyEvent; eventId: string | undefined; changed: boolean; handled: boolean } | undefined;
   private failure: { error: unknown; event: AnyEvent | undefined; eventId?: string | undefined } | undefined;
   private failures = 0;
@@ -223,30 +219,22 @@ export class EntityHost {
 
   // -------------------------------------------------------------- capturing
 
-  private readonly inspect = (ev: InspectionEvent): void => {
-    const actor = this.actor;
-    if (actor === undefined) return;
-    if (ev.type === '@xstate.snapshot') {
-      if (ev.actorRef === actor) this.onRootStep(ev.event as AnyEvent, ev.snapshot as AnyMachineSnapshot);
-      else if (this.capturing) this.onChildStep();
-    } else if (ev.type === '@xstate.event') {
-      if (ev.actorRef === actor) this.rootQueue.push(ev.event);
-    } else if (ev.type === '@xstate.microstep') {
-      if (ev.actorRef === actor && ev._transitions.length > 0) this.handled = true;
-    }
-  };
-
   private onRootStep(event: AnyEvent, snapshot: AnyMachineSnapshot): void {
     const queued = this.rootQueue.indexOf(event);
     if (queued >= 0) this.rootQueue.splice(0, queued + 1);
     const prev = this.lastSnap;
-    const handled = this.handled;
-    this.handled = false;
     if (!this.capturing || this.failure || event.type === 'xstate.init' || prev === undefined) {
-      if (this.capturing && !this.failure) this.lastSnap = snapshot;
+      if (this.capturing && !this.failure) {
+        this.lastSnap = snapshot;
+        this.children.scan(snapshot);
+      }
       return;
     }
     const changed = snapshot !== prev;
+    // An unchanged snapshot may still come from a taken transition (actions
+    // only); asking the machine again only on this rare path keeps the hot
+    // path free of a second guard evaluation.
+    const handled = changed || isHandled(prev, event);
     if (changed && snapshot.context !== prev.context) {
       const check = checkPlainData(snapshot.context, this.rt.contextLimits);
       if (check.problem) {
@@ -263,6 +251,7 @@ export class EntityHost {
     }
     const timersChanged = this.timers!.sync();
     this.lastSnap = snapshot;
+    if (snapshot.children !== prev.children) this.children.scan(snapshot);
     const isCurrent = this.current !== undefined && this.current.event === event;
     if (isCurrent) {
       this.current!.changed ||= changed;
@@ -314,6 +303,7 @@ export class EntityHost {
 
   /** A child actor changed state: only a snapshot can carry that. */
   private onChildStep(): void {
+    if (!this.capturing || !this.timers) return;
     if (this.timers!.sync()) this.wakeDirty = true;
     this.snapshotWanted = true;
     this.scheduleFlush();
@@ -493,17 +483,22 @@ export class EntityHost {
     this.eventIds = rec.eventIds;
     this.rootQueue = [];
     this.failure = undefined;
-    this.handled = false;
     this.lastSnap = undefined;
+    this.children = new ChildWatcher(() => this.onChildStep());
     const actor = createActor(machine, {
       snapshot: rec.state as never,
       input,
       clock: this.rt.clock,
-      inspect: this.inspect,
       logger: this.rt.xstateLogger,
     });
     this.actor = actor;
     this.timers = new TimerTracker(actor, this.rt.clock);
+    attachCapture(actor, {
+      delivered: (event) => {
+        if (this.capturing) this.rootQueue.push(event);
+      },
+      step: (event, snapshot) => this.onRootStep(event, snapshot),
+    });
     actor.subscribe({
       error: (error: unknown) => this.fail(this.rootQueue[0] as AnyEvent | undefined, error),
     });
@@ -799,6 +794,14 @@ export class EntityHost {
 
   static checkEventType(type: string): boolean {
     return !type.startsWith(ROOT_EVENT_TYPES_FORBIDDEN_PREFIX);
+  }
+}
+
+function isHandled(snap: AnyMachineSnapshot, event: { type: string }): boolean {
+  try {
+    return snap.machine.getTransitionData(snap as never, event as never).length > 0;
+  } catch {
+    return false;
   }
 }
 
