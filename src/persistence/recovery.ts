@@ -25,6 +25,8 @@ export interface RecoveredState {
   at: number;
   timers: readonly PendingTimer[];
   eventIds: string[];
+  /** The run that wrote the snapshot, if recorded. */
+  run: string | undefined;
 }
 
 /** Refuses a loaded snapshot that is not one of ours (pairs with the write side). */
@@ -129,7 +131,7 @@ export async function recover(
     }
   }
   const state = snap ? machine.getPersistedSnapshot(snap) : stored?.state;
-  return { state, seq, snapshotSeq: stored?.seq ?? 0, at, timers, eventIds };
+  return { state, seq, snapshotSeq: stored?.seq ?? 0, at, timers, eventIds, run: stored?.run };
 }
 
 /** Time travel: the state right after `seq`, rebuilt from the journal. */

@@ -73,6 +73,12 @@ export interface StoredSnapshot {
   readonly timers: readonly PendingTimer[];
   /** Event ids applied most recently (the dedupe window), oldest first. */
   readonly eventIds: readonly string[];
+  /**
+   * Id of the system run that wrote it. Timers of an entity passivated and
+   * reactivated within one run always keep their deadline; the configured
+   * `timerResume` mode applies only across restarts.
+   */
+  readonly run?: string;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import type { AnyStateMachine } from 'xstate';
 import { ConfigError, EntityError, InvalidInputError } from '../errors.js';
@@ -70,6 +71,7 @@ export class SystemCore implements EntityRuntime {
   readonly contextLimits;
   readonly eventLimits;
   stopping = false;
+  readonly runId = randomUUID();
   private stopped: Promise<void> | undefined;
   private live = 0;
   private evicting = 0;

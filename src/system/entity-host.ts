@@ -391,6 +391,7 @@ export class EntityHost {
       state,
       timers: this.timers!.current(),
       eventIds: this.eventIds.slice(),
+      run: this.rt.runId,
     };
   }
 
@@ -525,7 +526,8 @@ export class EntityHost {
           );
     }
     this.lastSnap ??= actor.getSnapshot() as AnyMachineSnapshot;
-    const moved = this.timers.rearm(rec.timers, this.def.timerResume, rec.at, (msg, t) =>
+    const resume = rec.run === this.rt.runId ? 'deadline' : this.def.timerResume;
+    const moved = this.timers.rearm(rec.timers, resume, rec.at, (msg, t) =>
       this.rt.log.warn({ type: this.key.type, id: this.key.id, timer: t.id }, msg),
     );
     // Timers started by the initial state of a brand-new entity, or deadlines

@@ -37,6 +37,8 @@ export interface EntityRuntime {
   readonly contextLimits: PlainDataLimits;
   readonly eventLimits: PlainDataLimits;
   readonly stopping: boolean;
+  /** Unique per createActorSystem call; tags snapshots (see StoredSnapshot.run). */
+  readonly runId: string;
   hasListeners(k: string): boolean;
   emit(k: string, state: EntityState): void;
   touch(host: EntityHost): void;
