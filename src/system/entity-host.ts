@@ -464,9 +464,9 @@ export class EntityHost {
       },
       (error: unknown) => {
         this.activation = undefined;
-        this.failure = { error, event: undefined };
+        this.failure ??= { error, event: undefined };
         this.rt.log.error({ type: this.key.type, id: this.key.id, err: error }, 'activation failed');
-        this.onFailure(false);
+        this.onFailure(this.failure.event !== undefined);
         throw error;
       },
     );
@@ -505,16 +505,28 @@ export class EntityHost {
     });
     this.capturing = true;
     this.applying = true;
+    let moved = false;
     try {
       actor.start();
+      if (!this.failure) {
+        this.lastSnap ??= actor.getSnapshot() as AnyMachineSnapshot;
+        const resume = rec.run === this.rt.runId ? 'deadline' : this.def.timerResume;
+        const rearmed = this.timers.rearm(rec.timers, resume, rec.at, (msg, t) =>
+          this.rt.log.warn({ type: this.key.type, id: this.key.id, timer: t.id }, msg),
+        );
+        moved = rearmed.moved;
+        // Overdue timers fire before any queued send: they were due first.
+        this.timers.fireOverdue(rearmed.overdue);
+      }
     } finally {
       this.applying = false;
     }
-    // actor.start() may have recorded a failure through the error observer.
-    const startFailure = this.failure as { error: unknown } | undefined;
+    // actor.start() or an overdue timer may have recorded a failure.
+    const startFailure = this.failure as { error: unknown; event: AnyEvent | undefined } | undefined;
     if (startFailure) {
+      // this.failure stays set: ensureActive's handler dead-letters the
+      // failing event (an overdue timer, say) and restarts with backoff.
       const { error } = startFailure;
-      this.failure = undefined;
       this.capturing = false;
       this.actor = undefined;
       throw error instanceof ShardchartError
@@ -525,11 +537,6 @@ export class EntityHost {
             { cause: error, details: { key: this.key, seq: this.seq } },
           );
     }
-    this.lastSnap ??= actor.getSnapshot() as AnyMachineSnapshot;
-    const resume = rec.run === this.rt.runId ? 'deadline' : this.def.timerResume;
-    const moved = this.timers.rearm(rec.timers, resume, rec.at, (msg, t) =>
-      this.rt.log.warn({ type: this.key.type, id: this.key.id, timer: t.id }, msg),
-    );
     // Timers started by the initial state of a brand-new entity, or deadlines
     // moved by the resume mode, must be durable before we rely on them.
     const changed = this.timers.sync();

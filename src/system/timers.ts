@@ -25,6 +25,7 @@ interface SystemInternals {
   getSnapshot(): { _scheduledEvents: Record<string, ScheduledEventLike> };
   scheduler: {
     schedule(source: AnyActorRef, target: AnyActorRef, event: unknown, delay: number, id: string): void;
+    cancel(source: AnyActorRef, id: string): void;
   };
 }
 
@@ -120,19 +121,22 @@ export class TimerTracker {
   }
 
   /**
-   * Re-arms persisted timers on a freshly started actor. Returns the timers
-   * that could not be re-armed (their actor no longer exists) and whether
-   * the set differs from `timers` (deadlines moved by the resume mode).
+   * Re-arms persisted timers on a freshly started actor. Returns whether the
+   * set differs from `timers` (deadlines moved by the resume mode, or a timer
+   * whose actor no longer exists was dropped), and the overdue timers in
+   * deadline order: the caller fires them with {@link fireOverdue} before
+   * anything else reaches the entity, as they would have fired before it.
    */
   rearm(
     timers: readonly PendingTimer[],
     mode: TimerResume,
     stoppedAt: number,
     log: (msg: string, timer: PendingTimer) => void,
-  ): boolean {
+  ): { moved: boolean; overdue: OverdueTimer[] } {
     const system = this.root.system as unknown as SystemInternals;
     const now = this.clock.now();
     let moved = false;
+    const overdue: OverdueTimer[] = [];
     for (const t of timers) {
       const source = resolveActorPath(this.root, t.source);
       const target = resolveActorPath(this.root, t.target);
@@ -151,10 +155,33 @@ export class TimerTracker {
       const key = `${source.sessionId}.${t.id}`;
       const entry = scheduledEvents(this.root)[key];
       if (entry) this.tracked.set(key, { source: entry, timer: { ...t, dueAt } });
+      if (entry && delay === 0) overdue.push({ key, entry, dueAt });
     }
     this.list = Array.from(this.tracked.values(), (e) => e.timer);
-    return moved;
+    overdue.sort((a, b) => a.dueAt - b.dueAt);
+    return { moved, overdue };
   }
+
+  /**
+   * Fires overdue timers now, in deadline order. Each is taken out of the
+   * scheduler exactly as its timeout would (so one that an earlier timer's
+   * transition cancelled is skipped) and delivered to its target.
+   */
+  fireOverdue(overdue: readonly OverdueTimer[]): void {
+    const system = this.root.system as unknown as SystemInternals;
+    for (const { key, entry } of overdue) {
+      if (scheduledEvents(this.root)[key] !== entry) continue;
+      system.scheduler.cancel(entry.source, entry.id);
+      entry.target.send(entry.event);
+    }
+  }
+}
+
+/** A re-armed timer whose deadline has passed. */
+export interface OverdueTimer {
+  key: string;
+  entry: ScheduledEventLike;
+  dueAt: number;
 }
 
 /** A min-heap of wake-ups for entities that are not live but have timers due. */

@@ -138,6 +138,26 @@ describe('durable timers', () => {
     await system.stop();
   });
 
+  it('timers - an overdue timer fires before the send that activates the entity', async () => {
+    // The timer was due first; applying the send first would differ from
+    // what plain XState did without the restart in between.
+    const store = memoryStore();
+    const clock = createSimulatedClock(1_000_000);
+    const first = await boot(store, clock);
+    await first.system.entity('r', 'a').send({ type: 'ARM' });
+    await first.system.stop();
+    clock.advance(61_000);
+    await store.open();
+    const second = await boot(store, clock);
+    // CANCEL only matters in 'waiting'; after the timer it is unhandled.
+    const r = await second.system.entity('r', 'a').send({ type: 'CANCEL' });
+    expect(r).toMatchObject({ value: 'idle', changed: false, context: { fired: 1 } });
+    const types: string[] = [];
+    for await (const e of second.system.entity('r', 'a').journal()) types.push(e.event.type);
+    expect(types).toEqual(['ARM', 'xstate.after.60000.reminder.waiting']);
+    await second.system.stop();
+  });
+
   it('timers - a cancelled timer (state left) does not fire after restore', async () => {
     const store = memoryStore();
     const clock = createSimulatedClock(1_000_000);
