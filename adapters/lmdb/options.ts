@@ -1,0 +1,164 @@
+/**
+ * Options of the lmdb adapter: their defaults, their validation, and how
+ * they open the LMDB environment.
+ */
+import { open } from 'lmdb';
+
+import { ConfigError, StoreError } from '../../src/errors.js';
+import type { LmdbDatabases } from './commit.js';
+import { describe } from './keys.js';
+
+/** Options of `lmdbStore`. */
+export interface LmdbStoreOptions {
+  /** Directory of the LMDB environment; created when missing. */
+  readonly path: string;
+  /**
+   * `true` (default): every acknowledged write is fsynced. `false` skips
+   * fsync: faster, survives a process crash but not a power loss or OS
+   * crash, and the store reports `durable: false`.
+   */
+  readonly sync?: boolean;
+  /**
+   * Fixed LMDB map size (the most the files may grow to). By default lmdb-js
+   * grows the map as needed.
+   */
+  readonly mapSizeBytes?: number;
+  /** Writes applied in one transaction at most. Default 1,000. */
+  readonly commitOpsMax?: number;
+  /** Writes waiting for a transaction at most; more reject. Default 100,000. */
+  readonly pendingOpsMax?: number;
+  /** Entities whose seqs are cached in memory at most. Default 1,000,000. */
+  readonly cachedEntitiesMax?: number;
+}
+
+/** Defaults of the lmdb adapter's limits, in one place. */
+export const defaults = {
+  commitOpsMax: 1_000,
+  pendingOpsMax: 100_000,
+  cachedEntitiesMax: 1_000_000,
+  /**
+   * Transactions handed to lmdb-js at once. A second one is built while the
+   * first is being fsynced (overlappingSync releases the write lock before
+   * the flush); see `commit.ts`.
+   */
+  commitsInFlightMax: 2,
+  /** Entries, wake-ups or entities read per read transaction while streaming. */
+  readChunkMax: 256,
+  /** `readDeadLetters` limit when the caller gives none. */
+  deadLetterLimit: 1_000,
+} as const;
+
+/** Validated options with defaults applied. */
+export interface Settings {
+  readonly path: string;
+  readonly sync: boolean;
+  readonly mapSizeBytes: number | undefined;
+  readonly commitOpsMax: number;
+  readonly pendingOpsMax: number;
+  readonly cachedEntitiesMax: number;
+}
+
+/** Checks the options; a bad one is a `ConfigError` naming it. */
+export function validate(options: LmdbStoreOptions): Settings {
+  if (typeof options !== 'object' || options === null) {
+    throw new ConfigError(
+      `lmdbStore needs an options object with a path, got ${describe(options)}.`,
+    );
+  }
+  if (typeof options.path !== 'string' || options.path.length === 0) {
+    throw new ConfigError(
+      `lmdbStore option 'path' must be a non-empty directory path, got ${describe(options.path)}.`,
+      { details: { path: options.path } },
+    );
+  }
+  if (options.sync !== undefined && typeof options.sync !== 'boolean') {
+    throw new ConfigError(
+      `lmdbStore option 'sync' must be a boolean, got ${describe(options.sync)}.`,
+      { details: { sync: options.sync } },
+    );
+  }
+  const positive = (name: keyof LmdbStoreOptions, fallback: number): number => {
+    const value = options[name] ?? fallback;
+    if (!Number.isSafeInteger(value) || (value as number) < 1) {
+      throw new ConfigError(
+        `lmdbStore option '${name}' must be a positive integer, got ${describe(value)}.`,
+        { details: { [name]: value } },
+      );
+    }
+    return value as number;
+  };
+  const mapSizeBytes =
+    options.mapSizeBytes === undefined
+      ? undefined
+      : positive('mapSizeBytes', 0);
+  if (mapSizeBytes !== undefined && mapSizeBytes < 1_048_576) {
+    throw new ConfigError(
+      `lmdbStore option 'mapSizeBytes' must be at least 1 MiB, got ${mapSizeBytes}.`,
+      { details: { mapSizeBytes } },
+    );
+  }
+  return {
+    path: options.path,
+    sync: options.sync !== false,
+    mapSizeBytes,
+    commitOpsMax: positive('commitOpsMax', defaults.commitOpsMax),
+    pendingOpsMax: positive('pendingOpsMax', defaults.pendingOpsMax),
+    cachedEntitiesMax: positive(
+      'cachedEntitiesMax',
+      defaults.cachedEntitiesMax,
+    ),
+  };
+}
+
+/** Opens the environment and its sub-databases (raw bytes in and out). */
+export function openDatabases(settings: Settings): LmdbDatabases {
+  try {
+    const env = open<Uint8Array, Uint8Array>({
+      path: settings.path,
+      // With sync, overlappingSync moves the fsync out of the write lock and
+      // needs one fsync per commit instead of two (data, then meta page).
+      ...(settings.sync
+        ? { overlappingSync: true }
+        : { noSync: true, overlappingSync: false }),
+      ...(settings.mapSizeBytes === undefined
+        ? {}
+        : { mapSize: settings.mapSizeBytes }),
+      maxDbs: 8,
+      encoding: 'binary',
+      keyEncoding: 'binary',
+      compression: false,
+      cache: false,
+    });
+    const sub = (name: string) =>
+      env.openDB<Uint8Array, Uint8Array>(name, {
+        encoding: 'binary',
+        keyEncoding: 'binary',
+        compression: false,
+        cache: false,
+      });
+    return {
+      env,
+      journal: sub('journal'),
+      snapshots: sub('snapshots'),
+      wakeups: sub('wakeups'),
+      deadLetters: sub('dead-letters'),
+      deadLetterIndex: sub('dead-letter-index'),
+    };
+  } catch (cause) {
+    throw new StoreError(
+      'STORE_FAILED',
+      `Cannot open the LMDB environment at '${settings.path}': ${cause instanceof Error ? cause.message : String(cause)}. Check that the directory is writable and not open in this process with other sync settings.`,
+      { cause, details: { path: settings.path } },
+    );
+  }
+}
+
+/**
+ * LMDB's key size limit. lmdb-js builds LMDB with 1978-byte keys and exposes
+ * the limit only on its internal native handle; 511 is stock LMDB's limit.
+ */
+export function maxKeyBytes(dbs: LmdbDatabases): number {
+  const native = (dbs.env as unknown as { env?: { getMaxKeySize?(): number } })
+    .env;
+  return native?.getMaxKeySize?.() ?? 511;
+}

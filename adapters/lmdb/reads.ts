@@ -1,0 +1,237 @@
+/**
+ * Reads of the lmdb adapter. Streams (journal, wake-ups, entities) read in
+ * chunks, each from one short read transaction, so a slow consumer never
+ * pins an old LMDB snapshot, and each chunk checks that the store is still
+ * open. Every value is decoded and shape-checked before it is handed out.
+ */
+import { ConfigError, StoreError } from '../../src/errors.js';
+import type {
+  DeadLetter,
+  EntityKey,
+  JournalEntry,
+} from '../../src/persistence/types.js';
+import type { LmdbDatabases } from './commit.js';
+import {
+  assert,
+  deadLetterKey,
+  decodeDeadLetterKey,
+  decodeEntity,
+  decodeJournalSeq,
+  describe,
+  encodeTypePrefix,
+  journalKey,
+  prefixEnd,
+  quote,
+  type EncodedEntity,
+} from './keys.js';
+import { defaults } from './options.js';
+import {
+  corruptKey,
+  decodeDeadLetter,
+  decodeJournalEntry,
+  decodeWakeAt,
+} from './records.js';
+
+/** What reads need from the store. */
+export interface ReadContext {
+  /** The open databases; throws `STORE_CLOSED` once the store is closed. */
+  session(): LmdbDatabases;
+  /** Encodes an entity key (and checks its size). */
+  entity(key: EntityKey): EncodedEntity;
+}
+
+const SEQ_MAX_SUFFIX = Buffer.alloc(8, 0xff);
+
+/** Journal entries with `fromSeq <= seq <= toSeq`, in seq order. */
+export async function* readJournal(
+  context: ReadContext,
+  key: EntityKey,
+  fromSeq: number,
+  toSeq: number | undefined,
+): AsyncGenerator<JournalEntry> {
+  assert(
+    Number.isSafeInteger(fromSeq) &&
+      (toSeq === undefined || Number.isSafeInteger(toSeq)),
+    () =>
+      `journal.read needs integer seqs, got fromSeq ${describe(fromSeq)}, toSeq ${describe(toSeq)}`,
+  );
+  let dbs = context.session();
+  const prefix = context.entity(key).prefix;
+  const end =
+    toSeq === undefined || toSeq >= Number.MAX_SAFE_INTEGER
+      ? Buffer.concat([prefix, SEQ_MAX_SUFFIX])
+      : journalKey(prefix, Math.max(0, toSeq + 1));
+  let next = Math.max(0, fromSeq);
+  let previous: number | undefined;
+  while (toSeq === undefined || next <= toSeq) {
+    const chunk: JournalEntry[] = [];
+    for (const item of dbs.journal.getRange({
+      start: journalKey(prefix, next),
+      end,
+      limit: defaults.readChunkMax,
+    })) {
+      const seq = decodeJournalSeq(item.key, prefix.length);
+      if (seq === undefined) throw corruptKey('journal', item.key);
+      const entry = decodeJournalEntry(item.value, key, seq);
+      // A hole inside a journal means lost records, which replay would skip
+      // without a word: report it.
+      if (previous !== undefined && seq !== previous + 1) {
+        throw new StoreError(
+          'STORE_CORRUPT',
+          `The journal of entity ${quote(key)} jumps from seq ${previous} to ${seq}: entries are missing. Restore the store from a backup, or delete the records of entity ${quote(key)} to let it start over.`,
+          {
+            details: { key, db: 'journal', seq: previous + 1, reason: 'gap' },
+          },
+        );
+      }
+      previous = seq;
+      chunk.push(entry);
+    }
+    yield* chunk;
+    if (chunk.length < defaults.readChunkMax) return;
+    next = (previous as number) + 1;
+    dbs = context.session();
+  }
+}
+
+/** Every entity in the timer index with its deadline, in key order. */
+export async function* scanWakeups(
+  context: ReadContext,
+): AsyncGenerator<{ key: EntityKey; wakeAt: number }> {
+  let start: Buffer | undefined;
+  for (;;) {
+    const dbs = context.session();
+    const chunk: { key: EntityKey; wakeAt: number }[] = [];
+    let last: Buffer | undefined;
+    for (const item of dbs.wakeups.getRange({
+      ...(start === undefined ? {} : { start }),
+      limit: defaults.readChunkMax,
+    })) {
+      const parsed = decodeEntity(item.key);
+      if (parsed === undefined) throw corruptKey('wakeups', item.key);
+      chunk.push({
+        key: parsed.key,
+        wakeAt: decodeWakeAt(item.value, parsed.key),
+      });
+      last = Buffer.from(item.key);
+    }
+    yield* chunk;
+    if (chunk.length < defaults.readChunkMax || last === undefined) return;
+    // The smallest key after `last`.
+    start = Buffer.concat([last, Buffer.from([0])]);
+  }
+}
+
+/**
+ * Merges the entities of the journal (one short read per entity, skipping
+ * its entries) with those of the snapshots database. Both are ordered by
+ * entity prefix, so each entity comes out once.
+ */
+export async function* scanEntities(
+  context: ReadContext,
+  type: string | undefined,
+): AsyncGenerator<EntityKey> {
+  const lower = type === undefined ? undefined : encodeTypePrefix(type);
+  const upper = lower === undefined ? undefined : prefixEnd(lower);
+  const firstFrom = (
+    db: LmdbDatabases['journal'],
+    dbName: string,
+    from: Buffer | undefined,
+  ): { key: EntityKey; prefix: Buffer } | undefined => {
+    for (const key of db.getKeys({
+      ...(from === undefined ? {} : { start: from }),
+      ...(upper === undefined ? {} : { end: upper }),
+      limit: 1,
+    })) {
+      const parsed = decodeEntity(key);
+      if (parsed === undefined) throw corruptKey(dbName, key);
+      return {
+        key: parsed.key,
+        prefix: Buffer.from(key.subarray(0, parsed.prefixBytes)),
+      };
+    }
+    return undefined;
+  };
+  // Past every key of the entity. An entity prefix starts with a 16-bit
+  // length below LMDB's key limit, so it is never all 0xff and has an end.
+  const after = (prefix: Buffer): Buffer => prefixEnd(prefix) as Buffer;
+  let dbs = context.session();
+  let journalNext = firstFrom(dbs.journal, 'journal', lower);
+  let snapshotNext = firstFrom(dbs.snapshots, 'snapshots', lower);
+  while (journalNext !== undefined || snapshotNext !== undefined) {
+    const order =
+      journalNext === undefined
+        ? 1
+        : snapshotNext === undefined
+          ? -1
+          : Buffer.compare(journalNext.prefix, snapshotNext.prefix);
+    const current = (order <= 0 ? journalNext : snapshotNext) as {
+      key: EntityKey;
+      prefix: Buffer;
+    };
+    yield current.key;
+    dbs = context.session();
+    if (order <= 0 && journalNext !== undefined) {
+      journalNext = firstFrom(
+        dbs.journal,
+        'journal',
+        after(journalNext.prefix),
+      );
+    }
+    if (order >= 0 && snapshotNext !== undefined) {
+      snapshotNext = firstFrom(
+        dbs.snapshots,
+        'snapshots',
+        after(snapshotNext.prefix),
+      );
+    }
+  }
+}
+
+/** Dead letters, oldest first, of one entity or all. */
+export function readDeadLetters(
+  context: ReadContext,
+  filter: { key?: EntityKey; limit?: number } | undefined,
+): DeadLetter[] {
+  const limit = filter?.limit ?? defaults.deadLetterLimit;
+  if (!Number.isSafeInteger(limit) || limit < 1) {
+    throw new ConfigError(
+      `readDeadLetters limit must be a positive integer, got ${describe(limit)}.`,
+      { details: { limit } },
+    );
+  }
+  const dbs = context.session();
+  const letters: DeadLetter[] = [];
+  if (filter?.key === undefined) {
+    for (const { key, value } of dbs.deadLetters.getRange({ limit })) {
+      letters.push(decodeDeadLetter(value, deadLetterNumber(key)));
+    }
+    return letters;
+  }
+  const prefix = context.entity(filter.key).prefix;
+  for (const key of dbs.deadLetterIndex.getKeys({
+    start: prefix,
+    end: Buffer.concat([prefix, SEQ_MAX_SUFFIX]),
+    limit,
+  })) {
+    const n = decodeJournalSeq(key, prefix.length);
+    if (n === undefined) throw corruptKey('dead-letter-index', key);
+    const bytes = dbs.deadLetters.get(deadLetterKey(n));
+    if (bytes !== undefined) letters.push(decodeDeadLetter(bytes, n));
+  }
+  return letters;
+}
+
+/** Number of the newest dead letter, 0 for none. */
+export function lastDeadLetter(dbs: LmdbDatabases): number {
+  for (const key of dbs.deadLetters.getKeys({ reverse: true, limit: 1 })) {
+    return deadLetterNumber(key);
+  }
+  return 0;
+}
+
+function deadLetterNumber(key: Uint8Array): number {
+  const n = decodeDeadLetterKey(key);
+  if (n === undefined) throw corruptKey('dead-letters', key);
+  return n;
+}

@@ -1,0 +1,132 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { lmdbStore } from '../../adapters/lmdb/index.js';
+import { isShardchartError } from '../../src/errors.js';
+import { runStoreConformance } from './conformance.js';
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'shardchart-lmdb-'));
+}
+
+// fsync on, as in production; the property runs are fewer because every
+// group of writes pays for a real fsync.
+runStoreConformance(
+  'lmdb',
+  () => {
+    const path = tempDir();
+    return Promise.resolve({
+      store: lmdbStore({ path }),
+      reopen: () => Promise.resolve(lmdbStore({ path })),
+      cleanup: () =>
+        Promise.resolve(rmSync(path, { recursive: true, force: true })),
+    });
+  },
+  { propertyRuns: 15 },
+);
+
+describe('lmdb store', () => {
+  it('options - durable follows sync, bad options are a ConfigError', async () => {
+    const path = tempDir();
+    try {
+      expect(lmdbStore({ path }).durable).toBe(true);
+      const unsynced = lmdbStore({ path, sync: false });
+      expect(unsynced.durable).toBe(false);
+      expect(unsynced.kind).toBe('lmdb');
+      for (const bad of [
+        { path: '' },
+        { path, sync: 'yes' },
+        { path, mapSizeBytes: 12 },
+        { path, commitOpsMax: 0 },
+      ]) {
+        let thrown: unknown;
+        try {
+          lmdbStore(bad as never);
+        } catch (error) {
+          thrown = error;
+        }
+        expect(
+          isShardchartError(thrown, 'CONFIG_INVALID'),
+          JSON.stringify(bad),
+        ).toBe(true);
+      }
+    } finally {
+      rmSync(path, { recursive: true, force: true });
+    }
+  });
+
+  it('sync off - writes and reads back, also after reopen', async () => {
+    const path = tempDir();
+    try {
+      const store = lmdbStore({ path, sync: false });
+      await store.open();
+      const key = { type: 'order', id: 'o-1' };
+      await Promise.all(
+        Array.from({ length: 50 }, (_, n) =>
+          store.write({
+            key: { type: 'order', id: `o-${n}` },
+            expectedSeq: 0,
+            entries: [{ seq: 1, at: n, event: { type: 'PLACE', n } }],
+          }),
+        ),
+      );
+      await store.close();
+      const again = lmdbStore({ path, sync: false });
+      expect(await again.journal.lastSeq(key)).toBe(1);
+      await again.close();
+    } finally {
+      rmSync(path, { recursive: true, force: true });
+    }
+  });
+
+  it('keys - an entity key longer than LMDB keys allow is rejected', async () => {
+    const path = tempDir();
+    const store = lmdbStore({ path });
+    try {
+      await expect(
+        store.journal.append(
+          { type: 'order', id: 'x'.repeat(5_000) },
+          [{ seq: 1, at: 0, event: { type: 'PLACE' } }],
+          0,
+        ),
+      ).rejects.toMatchObject({ code: 'ENTITY_ID_INVALID' });
+    } finally {
+      await store.close();
+      rmSync(path, { recursive: true, force: true });
+    }
+  });
+
+  it('limits - writes beyond pendingOpsMax are refused with a retryable STORE_FAILED', async () => {
+    const path = tempDir();
+    const store = lmdbStore({ path, sync: false, pendingOpsMax: 10 });
+    try {
+      await store.open();
+      const results = await Promise.allSettled(
+        Array.from({ length: 40 }, (_, n) =>
+          store.journal.append(
+            { type: 'order', id: `p-${n}` },
+            [{ seq: 1, at: 0, event: { type: 'PLACE' } }],
+            0,
+          ),
+        ),
+      );
+      const refused = results.filter(
+        (result): result is PromiseRejectedResult =>
+          result.status === 'rejected',
+      );
+      expect(refused.length).toBeGreaterThan(0);
+      for (const result of refused) {
+        expect(result.reason).toMatchObject({
+          code: 'STORE_FAILED',
+          retryable: true,
+        });
+      }
+    } finally {
+      await store.close();
+      rmSync(path, { recursive: true, force: true });
+    }
+  });
+});
