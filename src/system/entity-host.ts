@@ -585,7 +585,7 @@ export class EntityHost {
     const { error, event } = failure;
     const code = error instanceof ShardchartError ? error.code : 'EVENT_FAILED';
     this.rt.log.warn(
-      { type: this.key.type, id: this.key.id, seq: this.seq, eventType: event?.type, code, err: error, failures: this.failures },
+      { type: this.key.type, id: this.key.id, seq: this.durableSeq, eventType: event?.type, eventId: failure.eventId, code, err: error, failures: this.failures },
       'entity failed; restarting from its durable state',
     );
     void this.recoverFrom(error, deadLetter ? event : undefined, failure.eventId, code);
