@@ -1,0 +1,133 @@
+/**
+ * Benchmark runner: `npm run bench [scenario] [--seconds S] [--entities N]`.
+ * Scenarios: throughput, activation, heap (default: all, in that order).
+ * Every figure is reported next to a plain-XState baseline measured in the
+ * same run, plus the bars from issue 3. A missed bar is reported, never
+ * failed: benchmarks do not gate tests (STYLE.md item 15).
+ */
+import { readFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { activation } from './activation.bench.js';
+import { heap } from './heap.bench.js';
+import { throughput } from './throughput.bench.js';
+
+export interface BenchContext {
+  /** Entities in the throughput and heap scenarios. */
+  entities: number;
+  sendersMax: number;
+  /** Timed run per throughput subject. */
+  seconds: number;
+  warmupSeconds: number;
+  /** Entities activated one by one in the activation scenario. */
+  activations: number;
+  /** A full collection (needs --expose-gc; a no-op without it). */
+  gc(): void;
+  hasGc: boolean;
+}
+
+export interface Bar {
+  name: string;
+  measured: string;
+  target: string;
+  met: boolean;
+}
+
+/** What a scenario reports: one table and the bars it checks. */
+export interface Section {
+  title: string;
+  header: string[];
+  rows: string[][];
+  bars: Bar[];
+  notes?: string[];
+}
+
+const scenarios: Record<string, (ctx: BenchContext) => Promise<Section>> = {
+  throughput,
+  activation,
+  heap,
+};
+
+function machineLine(): string {
+  let cpu = 'unknown CPU';
+  try {
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    cpu = /^model name\s*:\s*(.+)$/m.exec(info)?.[1]?.trim() ?? cpu;
+  } catch {
+    // Not Linux: the CPU model stays unknown; the rest still applies.
+  }
+  const date = new Date().toISOString().slice(0, 10);
+  // The load average at start tells whether other work shared the cores.
+  const load = loadavg()[0]!.toFixed(2);
+  return `${cpu}, ${availableParallelism()} cores, Node ${process.version}, ${process.platform}/${process.arch}, ${date}, load ${load}`;
+}
+
+function printTable(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)),
+  );
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ');
+  console.log(`  ${line(header)}`);
+  console.log(`  ${widths.map((w) => '-'.repeat(w)).join('  ')}`);
+  for (const row of rows) console.log(`  ${line(row)}`);
+}
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      seconds: { type: 'string' },
+      entities: { type: 'string' },
+    },
+  });
+  const chosen = positionals.length > 0 ? positionals : Object.keys(scenarios);
+  const unknown = chosen.filter((name) => !(name in scenarios));
+  if (unknown.length > 0) {
+    console.error(
+      `unknown scenario ${unknown.join(', ')}; choose from: ${Object.keys(scenarios).join(', ')}`,
+    );
+    process.exitCode = 2;
+    return;
+  }
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const ctx: BenchContext = {
+    entities: Number(values.entities ?? 10_000),
+    sendersMax: 64,
+    seconds: Number(values.seconds ?? 5),
+    warmupSeconds: 1,
+    activations: 1_000,
+    hasGc: gc !== undefined,
+    gc: () => {
+      // Twice: the first pass can leave objects that only die in the second
+      // (weak references, finalizers).
+      gc?.();
+      gc?.();
+    },
+  };
+  if (!ctx.hasGc) {
+    console.warn(
+      'global.gc is missing: run with --expose-gc (npm run bench does).',
+    );
+  }
+  console.log(`shardchart bench: ${machineLine()}`);
+  const bars: Bar[] = [];
+  for (const name of chosen) {
+    const section = await scenarios[name]!(ctx);
+    console.log(`\n${section.title}`);
+    printTable(section.header, section.rows);
+    for (const note of section.notes ?? []) console.log(`  ${note}`);
+    bars.push(...section.bars);
+  }
+  if (bars.length > 0) {
+    console.log('\nbars (issue 3)');
+    printTable(
+      ['bar', 'measured', 'target', 'result'],
+      bars.map((b) => [b.name, b.measured, b.target, b.met ? 'met' : 'MISSED']),
+    );
+  }
+}
+
+await main();
