@@ -117,6 +117,7 @@ async function shardchart(
   const ids = Array.from({ length: ctx.activations }, (_, i) => `a-${i}`);
   const writer = await createActorSystem({
     name: 'bench-writer',
+    logger: ctx.logger,
     entities,
     store,
     snapshotEvery,
@@ -139,6 +140,7 @@ async function shardchart(
 
   const reader = await createActorSystem({
     name: 'bench-reader',
+    logger: ctx.logger,
     entities,
     store: shared(store),
     snapshotEvery,

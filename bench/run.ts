@@ -1,5 +1,6 @@
 /**
- * Benchmark runner: `npm run bench [scenario] [--seconds S] [--entities N]`.
+ * Benchmark runner:
+ * `npm run bench [scenario] [-- --seconds S --entities N --rounds R]`.
  * Scenarios: throughput, activation, heap (default: all, in that order).
  * Every figure is reported next to a plain-XState baseline measured in the
  * same run, plus the bars from issue 3. A missed bar is reported, never
@@ -8,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
+import { pino, type Logger } from 'pino';
 import { activation } from './activation.bench.js';
 import { heap } from './heap.bench.js';
 import { throughput } from './throughput.bench.js';
@@ -16,14 +18,18 @@ export interface BenchContext {
   /** Entities in the throughput and heap scenarios. */
   entities: number;
   sendersMax: number;
-  /** Timed run per throughput subject. */
+  /** Timed run per throughput subject and round. */
   seconds: number;
+  /** Interleaved throughput rounds; the median is reported. */
+  rounds: number;
   warmupSeconds: number;
   /** Entities activated one by one in the activation scenario. */
   activations: number;
   /** A full collection (needs --expose-gc; a no-op without it). */
   gc(): void;
   hasGc: boolean;
+  /** For every system: errors only, so the memory store's warning stays out of the tables. */
+  logger: Logger;
 }
 
 export interface Bar {
@@ -81,6 +87,7 @@ async function main(): Promise<void> {
     options: {
       seconds: { type: 'string' },
       entities: { type: 'string' },
+      rounds: { type: 'string' },
     },
   });
   const chosen = positionals.length > 0 ? positionals : Object.keys(scenarios);
@@ -96,10 +103,12 @@ async function main(): Promise<void> {
   const ctx: BenchContext = {
     entities: Number(values.entities ?? 10_000),
     sendersMax: 64,
-    seconds: Number(values.seconds ?? 5),
+    seconds: Number(values.seconds ?? 4),
+    rounds: Number(values.rounds ?? 3),
     warmupSeconds: 1,
     activations: 1_000,
     hasGc: gc !== undefined,
+    logger: pino({ level: 'error' }),
     gc: () => {
       // Twice: the first pass can leave objects that only die in the second
       // (weak references, finalizers).

@@ -24,6 +24,11 @@ export interface DemoOptions {
   output?: ProgressOutput;
 }
 
+/** A problem the user can fix (a --dir holding other files); printed without a stack. */
+export class DemoError extends Error {
+  override readonly name = 'DemoError';
+}
+
 /** What the demo measured; `ok` is false when any check failed. */
 export interface DemoReport {
   ok: boolean;
@@ -425,8 +430,8 @@ async function wipeDemoDir(dir: string): Promise<void> {
   });
   const foreign = entries.filter((name) => !/^(data|lock)\.mdb$/.test(name));
   if (foreign.length > 0) {
-    throw new Error(
-      `refusing to wipe ${dir}: it holds files an LMDB store does not (${foreign.slice(0, 3).join(', ')}). Pass --dir with a new or empty directory.`,
+    throw new DemoError(
+      `Refusing to wipe ${dir}: it holds files an LMDB store does not (${foreign.slice(0, 3).join(', ')}). Pass --dir with a new or empty directory.`,
     );
   }
   await rm(dir, { recursive: true, force: true });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isShardchartError } from '../index.js';
-import { runDemo } from './demo.js';
+import { DemoError, runDemo } from './demo.js';
 import { InspectError, runInspect } from './inspect.js';
 
 const defaultDir = '.shardchart/demo';
@@ -101,7 +101,11 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     // Expected failures (a missing store, an unknown type, a seq out of
     // range) read better without a stack trace; anything else is a bug.
-    if (err instanceof InspectError || isShardchartError(err)) {
+    if (
+      err instanceof InspectError ||
+      err instanceof DemoError ||
+      isShardchartError(err)
+    ) {
       console.error(`shardchart: ${err.message}`);
       return 1;
     }

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createProgress } from '../../src/cli/progress.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const entities = 200;
@@ -142,5 +143,58 @@ describe('cli', () => {
     const r = await cli(['help']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('inspect <type> <id>');
+  });
+});
+
+describe('progress', () => {
+  const capture = (isTTY: boolean) => {
+    const chunks: string[] = [];
+    return {
+      chunks,
+      output: { isTTY, columns: 80, write: (c: string) => chunks.push(c) },
+    };
+  };
+
+  it('progress - redraws one line in place on a terminal, throttled', () => {
+    const { chunks, output } = capture(true);
+    let now = 0;
+    const progress = createProgress({
+      total: 10,
+      label: 'orders',
+      output,
+      now: () => now,
+    });
+    progress.update(1);
+    progress.update(2); // within 100 ms of the last draw: skipped
+    now = 150;
+    progress.update(5, 'half');
+    progress.finish(10);
+    expect(chunks.filter((c) => c.startsWith('\r'))).toHaveLength(3);
+    expect(chunks.join('')).toContain(' 50% 5/10  half');
+    expect(chunks.join('')).toContain('100% 10/10');
+    expect(chunks.at(-1)).toBe('\n');
+    expect(chunks.every((c) => !c.includes('\n') || c === '\n')).toBe(true);
+  });
+
+  it('progress - prints plain periodic lines when not on a terminal', () => {
+    const { chunks, output } = capture(false);
+    let now = 0;
+    const progress = createProgress({
+      total: 4,
+      label: 'orders',
+      output,
+      now: () => now,
+    });
+    progress.update(1);
+    now = 1_000;
+    progress.update(2); // within 2 s: skipped
+    now = 2_500;
+    progress.update(3);
+    progress.finish(3, 'stopped early');
+    expect(chunks).toEqual([
+      'orders  25% 1/4\n',
+      'orders  75% 3/4\n',
+      'orders  75% 3/4  stopped early\n',
+    ]);
   });
 });
