@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { pino } from 'pino';
 import { createActorSystem, isShardchartError } from '../index.js';
-import type { ActorSystem, EntityState } from '../index.js';
+import type { ActorSystem, ActorSystemOptions, EntityState } from '../index.js';
 // The CLI is the one part of src/ that is an application rather than the
 // library: like any user program, it composes the engine with a store.
 import { lmdbStore } from '../../adapters/lmdb/index.js';
@@ -106,8 +106,131 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     orders.push({ id, script: scriptFor(random), step: 0, attempt: 0 });
   }
 
-  // The driver: a queue of orders whose next step can go now; an order
-  // waiting on a timer comes back after `retryDelayMs`.
+  const drive = await driveOrders(system, orders, {
+    random,
+    sendersMax,
+    deadlineMs: options.seconds * 1_000,
+    output: out,
+  });
+  const { counts, errors } = drive;
+
+  // Let pending `after` timers fire, so the recorded states are final and the
+  // second system has nothing left to do but load them.
+  const recorded = await settle(system, orders);
+  const stats = system.stats();
+  const sizeBytes = await system.store.sizeBytes();
+  const byState = new Map<string, number>(orderStates.map((s) => [s, 0]));
+  let timersFired = 0;
+  for (const state of recorded.values()) {
+    const top =
+      typeof state.value === 'string'
+        ? state.value
+        : Object.keys(state.value)[0]!;
+    byState.set(top, (byState.get(top) ?? 0) + 1);
+    timersFired += state.context.timersFired;
+  }
+  const sorted = [...drive.latenciesMs].sort((a, b) => a - b);
+  const driveSeconds = drive.driveSeconds;
+
+  print();
+  row(
+    'events',
+    `${fmt(counts.sent)} sends answered in ${driveSeconds.toFixed(1)} s: ${fmt(counts.sent / driveSeconds)} events/s · ${fmt(stats.eventsApplied)} journaled · ${fmt(counts.notAccepted)} not accepted yet, retried`,
+  );
+  row(
+    'send latency',
+    `p50 ${quantile(sorted, 0.5).toFixed(2)} ms · p99 ${quantile(sorted, 0.99).toFixed(2)} ms`,
+  );
+  row(
+    'duplicates',
+    `${fmt(counts.duplicatesSent)} sent on purpose, ${fmt(counts.duplicatesSuppressed)} suppressed (${fmt(stats.duplicates)} answered duplicate: true, ${fmt(counts.duplicatesAfterFinal)} ENTITY_STOPPED after the order finished)`,
+  );
+  row(
+    'timers fired',
+    `${fmt(timersFired)} after-transitions, journaled like events`,
+  );
+  row('entities', [...byState].map(([s, n]) => `${s} ${fmt(n)}`).join(' · '));
+  row(
+    'store',
+    `${formatBytes(sizeBytes)} on disk · ${fmt(stats.storeWrites)} entity writes`,
+  );
+  row(
+    'lifecycle',
+    `${fmt(stats.activations)} activations · ${fmt(stats.passivations)} passivations (idle > 2 s)`,
+  );
+  if (errors.length > 0) {
+    row('errors', `${fmt(errors.length)}, first: ${errors[0]}`);
+  }
+
+  const stopAt = performance.now();
+  await system.stop();
+  print();
+  print(
+    `stopped in ${ms(performance.now() - stopAt)}; re-opening ${options.dir} in a new system...`,
+  );
+
+  const reopenAt = performance.now();
+  const mismatches = await proveSurvival(
+    {
+      ...config,
+      name: 'demo-reopened',
+      store: lmdbStore({ path: options.dir }),
+    },
+    orders,
+    recorded,
+    sendersMax,
+  );
+  const survived = orders.length - mismatches.length;
+  print(
+    `survived: ${survived}/${orders.length} entities match (seq, value, context, status; re-activated from LMDB in ${ms(performance.now() - reopenAt)})`,
+  );
+  for (const line of mismatches.slice(0, 5)) print(`  mismatch ${line}`);
+
+  // An order that paused and resumed through the deep history state is the
+  // most interesting one to look at.
+  const showcase = orders.find(
+    (o) =>
+      o.script.some((s) => s.event.type === 'RESUME') &&
+      recorded.get(o.id)?.status === 'done',
+  );
+  print();
+  print(
+    showcase
+      ? `look inside one (it paused and resumed through deep history):`
+      : `look inside one:`,
+  );
+  print(
+    `  shardchart inspect order ${(showcase ?? orders[0])?.id ?? 'o-00001'} --dir ${options.dir}`,
+  );
+  return {
+    ok: survived === orders.length && errors.length === 0,
+    eventsSent: counts.sent,
+    survived,
+    entities: orders.length,
+  };
+
+  function row(label: string, text: string): void {
+    print(`  ${label.padEnd(14)}${text}`);
+  }
+}
+
+/**
+ * Drives every order through its script with `sendersMax` concurrent
+ * senders: a queue of orders whose next step can go now; an order waiting on
+ * a timer comes back after `retryDelayMs`. Stops when all scripts are done
+ * or at the deadline.
+ */
+async function driveOrders(
+  system: ActorSystem<{ order: typeof orderMachine }>,
+  orders: readonly Order[],
+  options: {
+    random: () => number;
+    sendersMax: number;
+    deadlineMs: number;
+    output: ProgressOutput;
+  },
+) {
+  const random = options.random;
   const queue: Order[] = shuffle([...orders], random);
   let waiting = 0;
   let finished = 0;
@@ -123,10 +246,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const progress = createProgress({
     total: orders.length,
     label: 'orders',
-    output: out,
+    output: options.output,
   });
   const startedAt = performance.now();
-  const deadline = startedAt + options.seconds * 1_000;
+  const deadline = startedAt + options.deadlineMs;
   const finish = (): void => void finished++;
 
   const send = async (
@@ -215,111 +338,42 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       );
     }
   };
-  await Promise.all(Array.from({ length: sendersMax }, sender));
+  await Promise.all(Array.from({ length: options.sendersMax }, sender));
   const driveSeconds = (performance.now() - startedAt) / 1_000;
   progress.finish(
     finished,
     `${fmt(counts.sent)} events, ${fmt(counts.sent / driveSeconds)}/s`,
   );
 
-  // Let pending `after` timers fire, so the recorded states are final and the
-  // second system has nothing left to do but load them.
-  const recorded = await settle(system, orders);
-  const stats = system.stats();
-  const sizeBytes = await system.store.sizeBytes();
-  const byState = new Map<string, number>(orderStates.map((s) => [s, 0]));
-  let timersFired = 0;
-  for (const state of recorded.values()) {
-    const top =
-      typeof state.value === 'string'
-        ? state.value
-        : Object.keys(state.value)[0]!;
-    byState.set(top, (byState.get(top) ?? 0) + 1);
-    timersFired += state.context.timersFired;
-  }
-  const sorted = [...latenciesMs].sort((a, b) => a - b);
+  return { counts, errors, latenciesMs, driveSeconds };
+}
 
-  print();
-  row(
-    'events',
-    `${fmt(counts.sent)} sends answered in ${driveSeconds.toFixed(1)} s: ${fmt(counts.sent / driveSeconds)} events/s · ${fmt(stats.eventsApplied)} journaled (${fmt(timersFired)} by timers) · ${fmt(counts.notAccepted)} not accepted yet, retried`,
-  );
-  row(
-    'send latency',
-    `p50 ${quantile(sorted, 0.5).toFixed(2)} ms · p99 ${quantile(sorted, 0.99).toFixed(2)} ms`,
-  );
-  row(
-    'duplicates',
-    `${fmt(counts.duplicatesSent)} sent on purpose, ${fmt(counts.duplicatesSuppressed)} suppressed (${fmt(stats.duplicates)} answered duplicate: true, ${fmt(counts.duplicatesAfterFinal)} ENTITY_STOPPED after the order finished)`,
-  );
-  row(
-    'timers fired',
-    `${fmt(timersFired)} after-transitions, journaled like events`,
-  );
-  row('entities', [...byState].map(([s, n]) => `${s} ${fmt(n)}`).join(' · '));
-  row(
-    'store',
-    `${formatBytes(sizeBytes)} on disk · ${fmt(stats.storeWrites)} entity writes`,
-  );
-  row(
-    'lifecycle',
-    `${fmt(stats.activations)} activations · ${fmt(stats.passivations)} passivations (idle > 2 s)`,
-  );
-  if (errors.length > 0) {
-    row('errors', `${fmt(errors.length)}, first: ${errors[0]}`);
-  }
-
-  const stopAt = performance.now();
-  await system.stop();
-  print();
-  print(
-    `stopped in ${ms(performance.now() - stopAt)}; re-opening ${options.dir} in a new system...`,
-  );
-
-  const reopenAt = performance.now();
-  const second = await createActorSystem({
-    ...config,
-    name: 'demo-reopened',
-    store: lmdbStore({ path: options.dir }),
-  });
-  let survived = 0;
+/**
+ * Opens the store in a new system and compares every order with the state
+ * the first system recorded; returns one line per mismatch.
+ */
+async function proveSurvival(
+  options: ActorSystemOptions<{ order: typeof orderMachine }>,
+  orders: readonly Order[],
+  recorded: ReadonlyMap<string, OrderState>,
+  sendersMax: number,
+): Promise<string[]> {
+  const second = await createActorSystem(options);
   const mismatches: string[] = [];
-  await forEachConcurrently(orders, sendersMax, async (order) => {
-    const before = recorded.get(order.id);
-    const after = await second.entity('order', order.id).snapshot();
-    if (before && sameState(before, after)) survived++;
-    else
-      mismatches.push(
-        `${order.id}: before ${describe(before)}, after ${describe(after)}`,
-      );
-  });
-  await second.stop();
-  print(
-    `survived: ${survived}/${orders.length} entities match (seq, value, context, status; re-activated from LMDB in ${ms(performance.now() - reopenAt)})`,
-  );
-  for (const line of mismatches.slice(0, 5)) print(`  mismatch ${line}`);
-
-  const showcase =
-    orders.find(
-      (o) =>
-        o.script.some((s) => s.event.type === 'RESUME') &&
-        recorded.get(o.id)?.status === 'done',
-    ) ?? orders[0];
-  if (showcase) {
-    print();
-    print(`look inside one (it paused and resumed through deep history):`);
-    print(`  shardchart inspect order ${showcase.id} --dir ${options.dir}`);
+  try {
+    await forEachConcurrently(orders, sendersMax, async (order) => {
+      const before = recorded.get(order.id);
+      const after = await second.entity('order', order.id).snapshot();
+      if (!before || !sameState(before, after)) {
+        mismatches.push(
+          `${order.id}: before ${describe(before)}, after ${describe(after)}`,
+        );
+      }
+    });
+  } finally {
+    await second.stop();
   }
-  return {
-    ok: survived === orders.length && errors.length === 0,
-    eventsSent: counts.sent,
-    survived,
-    entities: orders.length,
-  };
-
-  function row(label: string, text: string): void {
-    print(`  ${label.padEnd(14)}${text}`);
-  }
+  return mismatches;
 }
 
 /** Reads every order until none is in a state with a pending timer (5 s at most). */

@@ -75,7 +75,7 @@ describe('cli', () => {
     expect(demo.stdout).toMatch(/p50 [\d.]+ ms · p99 [\d.]+ ms/);
     expect(demo.stdout).toMatch(/completed \d+/);
     expect(demo.stdout).toMatch(/timers fired +[1-9]/);
-    expect(demo.stdout).toMatch(/(\d+) sent on purpose, \1 suppressed/);
+    expect(demo.stdout).toMatch(/([\d,]+) sent on purpose, \1 suppressed/);
     expect(demo.stdout).toContain(
       `survived: ${entities}/${entities} entities match`,
     );
