@@ -123,6 +123,9 @@ export function openDatabases(settings: Settings): LmdbDatabases {
       ...(settings.mapSizeBytes === undefined
         ? {}
         : { mapSize: settings.mapSizeBytes }),
+      // `path` is always a directory, even when its name has a dot (lmdb-js
+      // would otherwise take 'orders.db' for a file name).
+      noSubdir: false,
       maxDbs: 8,
       encoding: 'binary',
       keyEncoding: 'binary',

@@ -59,7 +59,9 @@ describe('lmdb store', () => {
   });
 
   it('sync off - writes and reads back, also after reopen', async () => {
-    const path = tempDir();
+    const root = tempDir();
+    // A dotted name is still a directory, not a data file name.
+    const path = join(root, 'orders.db');
     try {
       const store = lmdbStore({ path, sync: false });
       await store.open();
@@ -73,12 +75,13 @@ describe('lmdb store', () => {
           }),
         ),
       );
+      expect(await store.sizeBytes()).toBeGreaterThan(0);
       await store.close();
       const again = lmdbStore({ path, sync: false });
       expect(await again.journal.lastSeq(key)).toBe(1);
       await again.close();
     } finally {
-      rmSync(path, { recursive: true, force: true });
+      rmSync(root, { recursive: true, force: true });
     }
   });
 
