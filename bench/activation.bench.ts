@@ -155,6 +155,10 @@ async function shardchart(
     withTail.push(performance.now() - t0);
   }
   for (const id of ids) await reader.entity(entityType, id).passivate();
+  const passivatedSeq = (await store.snapshots.load(probe))?.seq ?? 0;
+  notes.push(
+    `${label}: after passivate(), snapshot seq ${passivatedSeq} of ${lastSeq}: a ${lastSeq - passivatedSeq}-event tail`,
+  );
   ctx.gc();
   for (const id of ids) {
     const t0 = performance.now();
