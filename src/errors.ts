@@ -159,3 +159,8 @@ export function isShardchartError(
     err instanceof ShardchartError && (code === undefined || err.code === code)
   );
 }
+
+/** Normalises a thrown value into an Error (non-Error throws are wrapped). */
+export function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

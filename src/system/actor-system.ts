@@ -335,7 +335,7 @@ export async function createActorSystem<TEntities extends Record<string, EntityD
   if (store === undefined) {
     // The one place the core reaches into an adapter: the memory store has
     // no driver, and an omitted store must still give a working system.
-    const { memoryStore } = (await import('../../adapters/memory/index.js')) as { memoryStore: () => Store };
+    const { memoryStore } = (await import('../../adapters/memory/index.js'));
     store = memoryStore();
   }
   const core = new SystemCore(options.name, store, options.clock ?? systemClock, resolved, logger);

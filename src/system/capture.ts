@@ -37,14 +37,15 @@ export function attachCapture(actor: AnyActorRef, hooks: CaptureHooks): void {
       'This XState version does not expose Actor._send/update, which Shardchart hooks to journal macrosteps; install the xstate 5.x version listed in shardchart\'s package.json.',
     );
   }
-  const send = internals._send;
-  const update = internals.update;
-  internals._send = function (this: ActorInternals, event: unknown) {
+  // Bound to the instance now; the wrappers below replace them on it.
+  const send = internals._send.bind(actor);
+  const update = internals.update.bind(actor);
+  internals._send = (event: unknown) => {
     hooks.delivered(event);
-    send.call(this, event);
+    send(event);
   };
-  internals.update = function (this: ActorInternals, snapshot: unknown, event: unknown) {
-    update.call(this, snapshot, event);
+  internals.update = (snapshot: unknown, event: unknown) => {
+    update(snapshot, event);
     hooks.step(event as { type: string }, snapshot as AnyMachineSnapshot);
   };
 }

@@ -304,7 +304,7 @@ export class EntityHost {
   /** A child actor changed state: only a snapshot can carry that. */
   private onChildStep(): void {
     if (!this.capturing || !this.timers) return;
-    if (this.timers!.sync()) this.wakeDirty = true;
+    if (this.timers.sync()) this.wakeDirty = true;
     this.snapshotWanted = true;
     this.scheduleFlush();
   }
@@ -808,7 +808,7 @@ export class EntityHost {
 
 function isHandled(snap: AnyMachineSnapshot, event: { type: string }): boolean {
   try {
-    return snap.machine.getTransitionData(snap as never, event as never).length > 0;
+    return snap.machine.getTransitionData(snap as never, event).length > 0;
   } catch {
     return false;
   }

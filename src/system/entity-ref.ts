@@ -1,3 +1,4 @@
+import { toError } from '../errors.js';
 import { stateAt as rebuildStateAt } from '../persistence/recovery.js';
 import type { JournalEntry } from '../persistence/types.js';
 import type { SystemCore } from './actor-system.js';
@@ -23,7 +24,7 @@ export function createEntityRef(core: SystemCore, type: string, id: string): Ent
         },
         (e: unknown) => {
           core.clock.clearTimeout(t);
-          reject(e as Error);
+          reject(toError(e));
         },
       );
     });
@@ -46,7 +47,7 @@ export function createEntityRef(core: SystemCore, type: string, id: string): Ent
         checkEvent(event, core.eventLimits);
         checkEventId(options.eventId);
       } catch (err) {
-        return Promise.reject(err as Error);
+        return Promise.reject(toError(err));
       }
       const host = core.host(type, id);
       core.touch(host);
@@ -86,7 +87,7 @@ export function createEntityRef(core: SystemCore, type: string, id: string): Ent
           try {
             ok = predicate(s);
           } catch (err) {
-            finish(() => reject(err as Error));
+            finish(() => reject(toError(err)));
             return;
           }
           if (ok) finish(() => resolve(s));
@@ -99,7 +100,7 @@ export function createEntityRef(core: SystemCore, type: string, id: string): Ent
             options.timeoutMs,
           );
         }
-        ref.snapshot().then(check, (err: unknown) => finish(() => reject(err as Error)));
+        ref.snapshot().then(check, (err: unknown) => finish(() => reject(toError(err))));
       });
     },
     async restart() {
