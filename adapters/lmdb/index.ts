@@ -65,9 +65,9 @@ type Settle = { resolve(): void; reject(error: unknown): void };
  * Creates a store on an LMDB environment at `options.path` (`kind: 'lmdb'`,
  * `durable` unless `sync: false`). The environment opens on `open()` or the
  * first operation; `close()` waits for pending commits, and `open()` after
- * it opens the environment again. One store, in one
- * process, writes an environment at a time: the engine's shard ownership
- * ensures it, and the seq cache relies on it.
+ * it opens the environment again. One store, in one process, writes an
+ * environment at a time: the engine's shard ownership ensures it, and the
+ * seq cache relies on it.
  *
  * @example
  * ```ts
@@ -102,20 +102,29 @@ export function lmdbStore(options: LmdbStoreOptions): Store {
     }
     if (dbs === undefined) {
       const opened = openDatabases(settings);
+      let nextDeadLetter: number;
+      try {
+        nextDeadLetter = lastDeadLetter(opened) + 1;
+      } catch (error) {
+        void opened.env.close();
+        throw error;
+      }
       prefixBytesMax = maxKeyBytes(opened) - SEQ_BYTES;
       committer = createCommitter(opened, cache, {
         sync: settings.sync,
         commitOpsMax: settings.commitOpsMax,
         pendingOpsMax: settings.pendingOpsMax,
         commitsInFlightMax: defaults.commitsInFlightMax,
-        nextDeadLetter: lastDeadLetter(opened) + 1,
+        nextDeadLetter,
       });
       dbs = opened;
     }
     return dbs;
   }
 
+  /** Encodes a key; the size limit is known once the environment is open. */
   function entity(key: EntityKey): EncodedEntity {
+    if (dbs === undefined) session();
     return encodeEntity(key, prefixBytesMax);
   }
 
