@@ -172,7 +172,12 @@ export class SystemCore implements EntityRuntime {
   onPassivated(host: EntityHost, wakeAt: number | null): void {
     this.live--;
     if (this.hosts.get(host.k) === host) this.hosts.delete(host.k);
+    host.dropped = true;
     if (wakeAt !== null && !this.stopping) this.scheduleWakeup(wakeAt, host.key, host.k);
+  }
+
+  successor(host: EntityHost): EntityHost {
+    return this.host(host.key.type, host.key.id);
   }
 
   onDeactivated(): void {

@@ -89,6 +89,13 @@ export class EntityHost {
   private backoffTimer: unknown;
   private idleWaiters: (() => void)[] = [];
   lastActive = 0;
+  /**
+   * Set once the system has let go of this host after passivation. A caller
+   * that still holds it (across an await) must not bring it back to life:
+   * that would make a second actor beside the one a new send creates.
+   * Every entry point hands over to the entity's current host instead.
+   */
+  dropped = false;
 
   constructor(
     readonly key: EntityKey,
@@ -101,6 +108,7 @@ export class EntityHost {
 
   /** Queues an event; resolves after it (and everything before it) is durable. */
   send(event: AnyEvent, eventId: string | undefined): Promise<EntityState> {
+    if (this.dropped) return this.rt.successor(this).send(event, eventId);
     if (this.phase === 'parked') return Promise.reject(this.parkedError());
     if (this.mailbox.length + this.waiters.length >= this.rt.options.mailboxDepthMax) {
       return Promise.reject(
@@ -121,6 +129,7 @@ export class EntityHost {
   /** The current durable state, activating the entity if needed. */
   async read(): Promise<EntityState> {
     for (;;) {
+      if (this.dropped) return this.rt.successor(this).read();
       if (this.phase === 'parked') throw this.parkedError();
       if (this.phase === 'live' && this.lastSnap) {
         const state = this.stateOf(this.lastSnap, false);
@@ -444,6 +453,7 @@ export class EntityHost {
 
   /** Activates the entity if it is not live; shared by concurrent callers. */
   ensureActive(): Promise<void> {
+    if (this.dropped) return this.rt.successor(this).ensureActive();
     if (this.phase === 'live') return Promise.resolve();
     if (this.phase === 'parked') return Promise.reject(this.parkedError());
     if (this.activation) return this.activation;
@@ -675,6 +685,7 @@ export class EntityHost {
 
   /** Un-parks (or restarts now) an entity. */
   async restart(): Promise<void> {
+    if (this.dropped) return this.rt.successor(this).restart();
     if (this.backoffTimer !== undefined) {
       this.rt.clock.clearTimeout(this.backoffTimer);
       this.backoffTimer = undefined;

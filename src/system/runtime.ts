@@ -44,6 +44,8 @@ export interface EntityRuntime {
   touch(host: EntityHost): void;
   onActivated(host: EntityHost): void;
   onPassivated(host: EntityHost, wakeAt: number | null): void;
+  /** The host the system now holds for `host`'s entity (creating one if needed). */
+  successor(host: EntityHost): EntityHost;
   /** A live entity stopped without passivating (it failed). */
   onDeactivated(): void;
   deadLetter(letter: DeadLetter): Promise<void>;
