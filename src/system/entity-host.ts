@@ -10,7 +10,6 @@ import { recover } from '../persistence/recovery.js';
 import type {
   EntityKey,
   JournalEntry,
-  PendingTimer,
   StoredSnapshot,
 } from '../persistence/types.js';
 import { TimerTracker } from './timers.js';
@@ -42,8 +41,6 @@ type Phase =
   | 'restarting' // failed; waiting for durability and backoff
   | 'parked' // failed attemptsMax times; refuses sends
   | 'passivating';
-
-const ROOT_EVENT_TYPES_FORBIDDEN_PREFIX = 'xstate.';
 
 /**
  * The host of one entity: its mailbox, its live XState actor and the path of
@@ -695,10 +692,6 @@ export class EntityHost {
     await this.ensureActive();
   }
 
-  isParked(): boolean {
-    return this.phase === 'parked';
-  }
-
   // ------------------------------------------------------------ passivation
 
   /** True when an invoked promise or callback actor is running somewhere in the entity. */
@@ -801,19 +794,10 @@ export class EntityHost {
     return state;
   }
 
-  /** Pending timers of the live actor (empty when not live). */
-  pendingTimers(): readonly PendingTimer[] {
-    return this.timers?.current() ?? [];
-  }
-
   timeoutError(ms: number): TimeoutError {
     return new TimeoutError(`${this.key.type}/${this.key.id} did not answer within ${ms} ms; the event may still be applied. Retry with the same eventId to be safe.`, {
       details: { key: this.key, timeoutMs: ms },
     });
-  }
-
-  static checkEventType(type: string): boolean {
-    return !type.startsWith(ROOT_EVENT_TYPES_FORBIDDEN_PREFIX);
   }
 }
 
