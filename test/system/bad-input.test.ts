@@ -129,7 +129,7 @@ describe('bad input', () => {
       { type: 'counter', id: 'a', event: { type: 'ADD', value: 1 }, eventId: 'x1' },
       { type: 'nope', id: 'a', event: { type: 'ADD', value: 1 } },
       { type: 'counter', id: 'a', event: { type: 'ADD', value: 1 }, eventId: 'x1' },
-      { type: 'counter', id: 'b', event: { type: 'ADD', f: () => 1 } as never },
+      { type: 'counter', id: 'b', event: { type: 'ADD', f: () => 1 } },
     ]);
     expect(results.map((r) => r.ok)).toEqual([true, false, true, false]);
     expect(results[2]).toMatchObject({ ok: true, state: { duplicate: true } });

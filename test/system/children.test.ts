@@ -7,7 +7,7 @@ import { quietLogger } from './fixtures.js';
 const settle = () => new Promise((r) => setTimeout(r, 20));
 
 /** The child counts BUMPs it receives from the parent and reports at 3. */
-const child = setup({ types: {} as { context: { bumps: number } } }).createMachine({
+const child = setup({ types: {} }).createMachine({
   id: 'child',
   context: { bumps: 0 },
   initial: 'counting',
@@ -21,7 +21,7 @@ const child = setup({ types: {} as { context: { bumps: number } } }).createMachi
   },
 });
 
-const parent = setup({ actors: { child }, types: {} as { context: { done: boolean; ticks: number } } }).createMachine({
+const parent = setup({ actors: { child }, types: {} }).createMachine({
   id: 'parent',
   context: { done: false, ticks: 0 },
   invoke: { id: 'kid', src: 'child' },

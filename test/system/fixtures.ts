@@ -18,7 +18,7 @@ export const quietLogger = (): pino.Logger => pino({ level: 'silent' });
 
 /** A counter that records the order of applied values. */
 export const counterMachine = setup({
-  types: {} as { context: { n: number; seen: number[] }; events: { type: 'ADD'; value: number } | { type: 'RESET' } | { type: 'PING' } | { type: 'FINISH' } },
+  types: {},
 }).createMachine({
   id: 'counter',
   context: { n: 0, seen: [] },
@@ -41,7 +41,7 @@ export const counterMachine = setup({
 export function faultyMachine(behaviour: { rejectTimes?: number; calls?: { n: number } } = {}) {
   const calls = behaviour.calls ?? { n: 0 };
   return setup({
-    types: {} as { context: { n: number; bad?: unknown } },
+    types: {},
     actors: {
       flaky: fromPromise(async () => {
         calls.n++;

@@ -87,7 +87,7 @@ describe('mailbox', () => {
     const machine = setup({ actors: { work: fromPromise(async () => 42) } }).createMachine({
       context: { out: 0 },
       initial: 'a',
-      states: { a: { on: { GO: 'b' } }, b: { invoke: { src: 'work', id: 'work', onDone: { target: 'a', actions: assign({ out: ({ event }) => event.output as number }) } } } },
+      states: { a: { on: { GO: 'b' } }, b: { invoke: { src: 'work', id: 'work', onDone: { target: 'a', actions: assign({ out: ({ event }) => event.output }) } } } },
     });
     const store = memoryStore();
     const system = await createActorSystem({ name: 't', entities: { m: machine }, store, logger: quietLogger() });

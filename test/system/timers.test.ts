@@ -7,7 +7,7 @@ import { quietLogger } from './fixtures.js';
 const settle = () => new Promise((r) => setTimeout(r, 20));
 
 /** Counts timer firings in context so a double fire is visible. */
-const reminder = setup({ types: {} as { context: { fired: number; log: string[] } } }).createMachine({
+const reminder = setup({ types: {} }).createMachine({
   id: 'reminder',
   context: { fired: 0, log: [] },
   initial: 'idle',
