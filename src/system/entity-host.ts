@@ -12,6 +12,7 @@ import type {
   JournalEntry,
   StoredSnapshot,
 } from '../persistence/types.js';
+import { JournalWriter } from './journal-writer.js';
 import { TimerTracker } from './timers.js';
 import type { EntityRuntime, ResolvedEntityType } from './runtime.js';
 import type { EntityState } from './types.js';
@@ -22,14 +23,6 @@ type AnyEvent = { type: string; [key: string]: unknown };
 interface Send {
   event: AnyEvent;
   eventId: string | undefined;
-  resolve: (s: EntityState) => void;
-  reject: (e: Error) => void;
-}
-
-/** An applied send waiting for its entries to become durable. */
-interface Waiter {
-  seq: number;
-  state: EntityState;
   resolve: (s: EntityState) => void;
   reject: (e: Error) => void;
 }
@@ -57,24 +50,13 @@ export class EntityHost {
   phase: Phase = 'idle';
   /** Last seq applied to the live actor. */
   seq = 0;
-  /** Last seq known durable in the store. */
-  durableSeq = 0;
-  private snapshotSeq = 0;
-  private lastAt = 0;
   private actor: AnyActorRef | undefined;
   private timers: TimerTracker | undefined;
   private lastSnap: AnyMachineSnapshot | undefined;
   private eventIds: string[] = [];
-  /** eventIds applied but not yet durable -> their waiters (for duplicate answers). */
+  /** Sends not yet applied (while activating, restarting or passivating). */
   private readonly mailbox: Send[] = [];
-  private waiters: Waiter[] = [];
-  private pending: JournalEntry[] = [];
-  /** States per pending entry, kept only while someone subscribes. */
-  private pendingStates: EntityState[] = [];
-  private writing: Promise<void> | undefined;
-  private flushQueued = false;
-  private snapshotWanted = false;
-  private wakeDirty = false;
+  private readonly writer: JournalWriter;
   private capturing = false;
   private applying = false;
   private rootQueue: unknown[] = [];
@@ -99,7 +81,23 @@ export class EntityHost {
     readonly k: string,
     private readonly def: ResolvedEntityType,
     private readonly rt: EntityRuntime,
-  ) {}
+  ) {
+    this.writer = new JournalWriter(key, k, rt, {
+      seq: () => this.seq,
+      takeSnapshot: () => (this.actor ? this.takeSnapshot() : undefined),
+      wakeAt: () => this.timers?.wakeAt() ?? null,
+      writeFailed: (error) => {
+        this.failure ??= { error, event: undefined };
+        this.onFailure(false);
+      },
+      settled: () => this.notifyIdle(),
+    });
+  }
+
+  /** Last seq known durable in the store. */
+  get durableSeq(): number {
+    return this.writer.durableSeq;
+  }
 
   // ---------------------------------------------------------------- sending
 
@@ -107,7 +105,7 @@ export class EntityHost {
   send(event: AnyEvent, eventId: string | undefined): Promise<EntityState> {
     if (this.dropped) return this.rt.successor(this).send(event, eventId);
     if (this.phase === 'parked') return Promise.reject(this.parkedError());
-    if (this.mailbox.length + this.waiters.length >= this.rt.options.mailboxDepthMax) {
+    if (this.mailbox.length + this.writer.waiting >= this.rt.options.mailboxDepthMax) {
       return Promise.reject(
         new EntityError(
           'MAILBOX_FULL',
@@ -132,8 +130,8 @@ export class EntityHost {
         const state = this.stateOf(this.lastSnap, false);
         if (this.durableSeq >= this.seq) return state;
         return new Promise<EntityState>((resolve, reject) => {
-          this.waiters.push({ seq: this.seq, state, resolve, reject });
-          this.scheduleFlush();
+          this.writer.wait(this.seq, state, resolve, reject);
+          this.writer.schedule();
         });
       }
       await this.ensureActive();
@@ -155,7 +153,7 @@ export class EntityHost {
     } finally {
       this.applying = false;
     }
-    this.scheduleFlush();
+    this.writer.schedule();
   }
 
   private apply(send: Send): void {
@@ -173,7 +171,7 @@ export class EntityHost {
     }
     if (send.eventId !== undefined && this.eventIds.includes(send.eventId)) {
       this.rt.stats.duplicates++;
-      this.waitDurable(this.stateOf(snapBefore, false, true), send);
+      this.writer.wait(this.seq, this.stateOf(snapBefore, false, true), send.resolve, send.reject);
       return;
     }
     this.current = { event: send.event, eventId: send.eventId, changed: false, handled: false };
@@ -210,17 +208,9 @@ export class EntityHost {
         ),
       );
     } else {
-      this.waitDurable(this.stateOf(this.lastSnap!, cur.changed), send);
+      this.writer.wait(this.seq, this.stateOf(this.lastSnap!, cur.changed), send.resolve, send.reject);
     }
     if (this.failure) this.onFailure();
-  }
-
-  private waitDurable(state: EntityState, send: { resolve: (s: EntityState) => void; reject: (e: Error) => void }): void {
-    if (this.durableSeq >= this.seq) {
-      send.resolve(state);
-      return;
-    }
-    this.waiters.push({ seq: this.seq, state, resolve: send.resolve, reject: send.reject });
   }
 
   // -------------------------------------------------------------- capturing
@@ -289,19 +279,15 @@ export class EntityHost {
         : timersChanged
           ? { seq, at: this.rt.clock.now(), event, eventId, timers: this.timers!.current() }
           : { seq, at: this.rt.clock.now(), event, eventId };
-    this.pending.push(entry);
-    if (timersChanged) this.wakeDirty = true;
+    this.writer.append(entry, this.rt.hasListeners(this.k) ? this.stateOf(snapshot, changed) : undefined);
+    if (timersChanged) this.writer.wakeDirty = true;
     if (eventId !== undefined) this.rememberEventId(eventId);
-    if (this.rt.hasListeners(this.k)) {
-      this.pendingStates.length = this.pending.length - 1;
-      this.pendingStates.push(this.stateOf(snapshot, changed));
-    }
     this.rt.stats.eventsApplied++;
     if (!isCurrent) {
       this.failures = 0;
       this.lastActive = this.rt.clock.now();
       this.rt.touch(this);
-      this.scheduleFlush();
+      this.writer.schedule();
     } else {
       this.failures = 0;
     }
@@ -310,9 +296,9 @@ export class EntityHost {
   /** A child actor changed state: only a snapshot can carry that. */
   private onChildStep(): void {
     if (!this.capturing || !this.timers) return;
-    if (this.timers.sync()) this.wakeDirty = true;
-    this.snapshotWanted = true;
-    this.scheduleFlush();
+    if (this.timers.sync()) this.writer.wakeDirty = true;
+    this.writer.snapshotWanted = true;
+    this.writer.schedule();
   }
 
   private rememberEventId(id: string): void {
@@ -321,72 +307,6 @@ export class EntityHost {
   }
 
   // --------------------------------------------------------------- flushing
-
-  private scheduleFlush(): void {
-    if (this.flushQueued || this.writing) return;
-    if (this.pending.length === 0 && !this.snapshotWanted && !this.wakeDirty) {
-      this.settleWaiters();
-      return;
-    }
-    this.flushQueued = true;
-    queueMicrotask(() => {
-      this.flushQueued = false;
-      this.flush();
-    });
-  }
-
-  private flush(): void {
-    if (this.writing || this.phase === 'restarting') return;
-    if (this.pending.length === 0 && !this.snapshotWanted && !this.wakeDirty) {
-      this.settleWaiters();
-      this.notifyIdle();
-      return;
-    }
-    const entries = this.pending;
-    const states = this.pendingStates;
-    this.pending = [];
-    this.pendingStates = [];
-    const lastSeq = this.seq;
-    const wantSnapshot =
-      this.snapshotWanted ||
-      lastSeq - this.snapshotSeq >= this.rt.options.snapshotEvery ||
-      (entries.length === 0 && this.wakeDirty);
-    let snapshot: StoredSnapshot | undefined;
-    if (wantSnapshot && this.actor) snapshot = this.takeSnapshot();
-    const wakeAt = this.wakeDirty ? this.timers!.wakeAt() : undefined;
-    this.snapshotWanted = false;
-    this.wakeDirty = false;
-    const expectedSeq = this.durableSeq;
-    this.rt.stats.storeWrites++;
-    const write = this.rt.store.write(
-      snapshot
-        ? { key: this.key, expectedSeq, entries, snapshot, wakeAt }
-        : { key: this.key, expectedSeq, entries, wakeAt },
-    );
-    this.writing = write.then(
-      () => {
-        this.writing = undefined;
-        this.durableSeq = lastSeq;
-        if (entries.length > 0) this.lastAt = entries[entries.length - 1]!.at;
-        if (snapshot) this.snapshotSeq = snapshot.seq;
-        this.settleWaiters();
-        if (states.length > 0) for (const s of states) if (s) this.rt.emit(this.k, s);
-        this.flush();
-      },
-      (error: unknown) => {
-        this.writing = undefined;
-        this.rt.log.error({ type: this.key.type, id: this.key.id, seq: lastSeq, err: error }, 'journal write failed; restarting entity from its durable state');
-        // Everything applied after the durable seq is lost with the live
-        // actor: answer those callers with the store error and restart.
-        const err = error instanceof Error ? error : new Error(String(error));
-        this.failWaiters(err);
-        this.pending = [];
-        this.pendingStates = [];
-        this.failure ??= { error: err, event: undefined };
-        this.onFailure(false);
-      },
-    );
-  }
 
   private takeSnapshot(): StoredSnapshot {
     const state = this.actor!.getPersistedSnapshot();
@@ -401,26 +321,6 @@ export class EntityHost {
     };
   }
 
-  private settleWaiters(): void {
-    if (this.waiters.length === 0) return;
-    const durable = this.durableSeq;
-    let i = 0;
-    while (i < this.waiters.length && this.waiters[i]!.seq <= durable) i++;
-    if (i === 0) return;
-    const done = i === this.waiters.length ? this.waiters : this.waiters.slice(0, i);
-    this.waiters = i === this.waiters.length ? [] : this.waiters.slice(i);
-    for (const w of done) w.resolve(w.state);
-  }
-
-  private failWaiters(err: Error): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) {
-      if (w.seq <= this.durableSeq) w.resolve(w.state);
-      else w.reject(err);
-    }
-  }
-
   /** Resolves once nothing is queued, applied-but-unwritten or being written. */
   whenIdle(): Promise<void> {
     if (this.isQuiet()) return Promise.resolve();
@@ -430,10 +330,7 @@ export class EntityHost {
   private isQuiet(): boolean {
     return (
       this.mailbox.length === 0 &&
-      this.waiters.length === 0 &&
-      this.pending.length === 0 &&
-      !this.writing &&
-      !this.flushQueued &&
+      this.writer.quiet &&
       this.phase !== 'activating' &&
       this.phase !== 'restarting'
     );
@@ -485,9 +382,7 @@ export class EntityHost {
     const input = this.def.input(this.key.id);
     const rec = await recover(this.rt.store, machine, this.key, input, this.rt.options.dedupeWindow);
     this.seq = rec.seq;
-    this.durableSeq = rec.seq;
-    this.snapshotSeq = rec.snapshotSeq;
-    this.lastAt = rec.at;
+    this.writer.reset(rec.seq, rec.snapshotSeq);
     this.eventIds = rec.eventIds;
     this.rootQueue = [];
     this.failure = undefined;
@@ -548,8 +443,8 @@ export class EntityHost {
     // moved by the resume mode, must be durable before we rely on them.
     const changed = this.timers.sync();
     if (moved || changed) {
-      this.wakeDirty = true;
-      this.snapshotWanted = true;
+      this.writer.wakeDirty = true;
+      this.writer.snapshotWanted = true;
     }
   }
 
@@ -578,6 +473,8 @@ export class EntityHost {
     if (!failure) return;
     if (this.phase === 'live') this.rt.onDeactivated();
     this.phase = 'restarting';
+    // Only the recovery below writes until the entity is live again.
+    this.writer.paused = true;
     this.capturing = false;
     this.failures++;
     this.rt.stats.failures++;
@@ -601,9 +498,8 @@ export class EntityHost {
   private async recoverFrom(error: unknown, event: AnyEvent | undefined, eventId: string | undefined, code: string): Promise<void> {
     try {
       // No new write starts while restarting; wait for the one in flight.
-      while (this.writing) await this.writing.catch(() => undefined);
       // Entries captured before the failure are valid: make them durable.
-      if (this.pending.length > 0) await this.flushAll();
+      await this.writer.drainPending();
     } catch (err) {
       this.rt.log.error({ type: this.key.type, id: this.key.id, err }, 'could not write the entries applied before the failure');
     }
@@ -622,14 +518,13 @@ export class EntityHost {
         this.rt.log.error({ type: this.key.type, id: this.key.id, err }, 'could not record dead letter');
       }
     }
-    this.failWaiters(
+    this.writer.failWaiters(
       new EntityError('EVENT_FAILED', `${this.key.type}/${this.key.id} failed before this event became durable; send it again.`, {
         retryable: true,
         cause: error,
       }),
     );
-    this.pending = [];
-    this.pendingStates = [];
+    this.writer.discardPending();
     this.seq = this.durableSeq;
     this.failure = undefined;
     const { attemptsMax, backoffMs } = this.rt.options.restart;
@@ -648,16 +543,6 @@ export class EntityHost {
       }
       this.ensureActive().catch(() => undefined);
     }, delay);
-  }
-
-  private async flushAll(): Promise<void> {
-    const entries = this.pending;
-    this.pending = [];
-    this.pendingStates = [];
-    const lastSeq = entries[entries.length - 1]!.seq;
-    await this.rt.store.write({ key: this.key, expectedSeq: this.durableSeq, entries });
-    this.durableSeq = lastSeq;
-    this.settleWaiters();
   }
 
   private park(error: unknown): void {
@@ -721,18 +606,9 @@ export class EntityHost {
     this.phase = 'passivating';
     this.capturing = false;
     try {
-      if (this.seq > this.snapshotSeq || this.snapshotWanted || this.wakeDirty || this.hasChildren()) {
-        const snapshot = this.takeSnapshot();
-        await this.rt.store.write({
-          key: this.key,
-          expectedSeq: this.durableSeq,
-          entries: [],
-          snapshot,
-          wakeAt: this.timers!.wakeAt(),
-        });
-        this.snapshotSeq = snapshot.seq;
-        this.snapshotWanted = false;
-        this.wakeDirty = false;
+      const w = this.writer;
+      if (this.seq > w.snapshotSeq || w.snapshotWanted || w.wakeDirty || this.hasChildren()) {
+        await w.writeSnapshot(this.takeSnapshot(), this.timers!.wakeAt());
       }
     } catch (error) {
       this.rt.log.error({ type: this.key.type, id: this.key.id, err: error }, 'passivation snapshot failed; entity stays live');

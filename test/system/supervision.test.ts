@@ -20,6 +20,7 @@ describe('supervision', () => {
     const err: unknown = await ref.send({ type: 'THROW' }, { eventId: 'bad-1' }).catch((e: unknown) => e);
     expect(isShardchartError(err, 'EVENT_FAILED')).toBe(true);
     expect((err as Error).message).toContain('action exploded');
+    await settle(); // the restart arms its backoff timer asynchronously
     clock.advance(100);
     expect(await ref.send({ type: 'INC' })).toMatchObject({ seq: 2, context: { n: 2 } });
     const letters = await system.deadLetters();
@@ -32,6 +33,7 @@ describe('supervision', () => {
     const { system, clock } = await boot();
     const ref = system.entity('f', 'a');
     await expect(ref.send({ type: 'GUARD' })).rejects.toMatchObject({ code: 'EVENT_FAILED' });
+    await settle(); // the restart arms its backoff timer asynchronously
     clock.advance(100);
     expect((await ref.send({ type: 'INC' })).context.n).toBe(1);
     await system.stop();
@@ -44,6 +46,7 @@ describe('supervision', () => {
     const sends = [ref.send({ type: 'INC' }), ref.send({ type: 'THROW' }), ref.send({ type: 'INC' }), ref.send({ type: 'INC' })];
     const settled = Promise.allSettled(sends);
     await settle();
+    await settle(); // the restart arms its backoff timer asynchronously
     clock.advance(100);
     const out = await settled;
     expect(out.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
@@ -58,6 +61,7 @@ describe('supervision', () => {
     const r = await ref.send({ type: 'SELF_THEN_THROW' });
     expect(r.context.n).toBe(1);
     await settle();
+    await settle(); // the restart arms its backoff timer asynchronously
     clock.advance(100);
     expect((await ref.snapshot()).context.n).toBe(1);
     expect((await system.deadLetters()).map((d) => d.event.type)).toEqual(['THROW']);
@@ -107,6 +111,7 @@ describe('supervision', () => {
     const ref = system.entity('f', 'a');
     await ref.send({ type: 'INC' });
     await expect(ref.send({ type: 'FN' })).rejects.toMatchObject({ code: 'CONTEXT_NOT_SERIALIZABLE' });
+    await settle(); // the restart arms its backoff timer asynchronously
     clock.advance(100);
     const s = await ref.snapshot();
     expect(s.context).toEqual({ n: 1 });
