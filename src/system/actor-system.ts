@@ -166,11 +166,11 @@ export class SystemCore implements EntityRuntime {
   onActivated(host: EntityHost): void {
     this.live++;
     this.touch(host);
-    if (this.live - this.evicting > this.options.liveEntitiesMax) this.evict();
+    if (this.live - this.evicting > this.options.liveEntitiesMax) this.evict(host);
   }
 
+  /** Drops a passivated host (its actor is gone; live was already decremented). */
   onPassivated(host: EntityHost, wakeAt: number | null): void {
-    this.live--;
     if (this.hosts.get(host.k) === host) this.hosts.delete(host.k);
     host.dropped = true;
     if (wakeAt !== null && !this.stopping) this.scheduleWakeup(wakeAt, host.key, host.k);
@@ -192,11 +192,13 @@ export class SystemCore implements EntityRuntime {
   // ------------------------------------------------------------ passivation
 
   /** Passivates least-recently-used idle entities until under liveEntitiesMax. */
-  private evict(): void {
+  private evict(activated: EntityHost): void {
     let excess = this.live - this.evicting - this.options.liveEntitiesMax;
     for (const host of this.hosts.values()) {
       if (excess <= 0) break;
-      if (!host.canPassivate(false)) continue;
+      // Never the entity being activated: evicting it would undo the
+      // activation its callers are waiting for, over and over.
+      if (host === activated || !host.canPassivate(false)) continue;
       excess--;
       this.evicting++;
       void host.passivate(false).finally(() => this.evicting--);

@@ -141,7 +141,7 @@ export class EntityHost {
   private drain(): void {
     if (this.applying) return;
     if (this.phase !== 'live') {
-      if (this.phase === 'idle') void this.ensureActive().catch(() => undefined);
+      if (this.phase === 'idle' && this.mailbox.length > 0) void this.ensureActive().catch(() => undefined);
       return;
     }
     this.applying = true;
@@ -159,19 +159,21 @@ export class EntityHost {
   private apply(send: Send): void {
     const actor = this.actor!;
     const snapBefore = this.lastSnap!;
+    // Dedupe first: a retry of the event that finished the entity must be
+    // answered as a duplicate, not refused.
+    if (send.eventId !== undefined && this.eventIds.includes(send.eventId)) {
+      this.rt.stats.duplicates++;
+      this.writer.wait(this.seq, this.stateOf(snapBefore, false, true), send.resolve, send.reject);
+      return;
+    }
     if (snapBefore.status !== 'active') {
       send.reject(
         new EntityError(
           'ENTITY_STOPPED',
-          `${this.key.type}/${this.key.id} reached a final state ("${JSON.stringify(snapBefore.value)}") and accepts no more events; use a new entity id.`,
+          `${this.key.type}/${this.key.id} reached a final state (${JSON.stringify(snapBefore.value)}) and accepts no more events; use a new entity id.`,
           { details: { key: this.key, seq: this.seq } },
         ),
       );
-      return;
-    }
-    if (send.eventId !== undefined && this.eventIds.includes(send.eventId)) {
-      this.rt.stats.duplicates++;
-      this.writer.wait(this.seq, this.stateOf(snapBefore, false, true), send.resolve, send.reject);
       return;
     }
     this.current = { event: send.event, eventId: send.eventId, changed: false, handled: false };
@@ -631,6 +633,7 @@ export class EntityHost {
     }
     this.phase = 'idle';
     this.rt.stats.passivations++;
+    this.rt.onDeactivated();
     // Sends that arrived while we were snapshotting reactivate the entity;
     // otherwise the host is dropped and only a wake-up (if any) remains.
     if (this.mailbox.length > 0) this.drain();

@@ -46,7 +46,7 @@ export interface EntityRuntime {
   onPassivated(host: EntityHost, wakeAt: number | null): void;
   /** The host the system now holds for `host`'s entity (creating one if needed). */
   successor(host: EntityHost): EntityHost;
-  /** A live entity stopped without passivating (it failed). */
+  /** A live entity's actor stopped (failure or passivation). */
   onDeactivated(): void;
   deadLetter(letter: DeadLetter): Promise<void>;
 }

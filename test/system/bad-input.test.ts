@@ -98,6 +98,10 @@ describe('bad input', () => {
     const done = await ref.send({ type: 'FINISH' });
     expect(done).toMatchObject({ status: 'done', output: { total: 3 } });
     await expectCode(ref.send({ type: 'ADD', value: 1 }), 'ENTITY_STOPPED');
+    // A retry of the event that finished an entity is a duplicate, not an error.
+    const other = system.entity('counter', 'd');
+    await other.send({ type: 'FINISH' }, { eventId: 'fin' });
+    expect(await other.send({ type: 'FINISH' }, { eventId: 'fin' })).toMatchObject({ duplicate: true, status: 'done' });
     await ref.passivate();
     expect((await ref.snapshot()).status).toBe('done');
     await system.stop();

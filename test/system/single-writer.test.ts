@@ -69,4 +69,26 @@ describe('single writer', () => {
     expect(system.stats().failures).toBe(0);
     await system.stop();
   });
+
+  it('single writer - the live count stays exact when sends arrive during passivation', async () => {
+    // Regression: a send landing in a passivation reactivated the host
+    // without the live counter going down, so it drifted upwards until
+    // eviction passivated every activation again, in a microtask livelock.
+    const system = await createActorSystem({ name: 't', entities: { counter: counterMachine }, store: slowStore(), liveEntitiesMax: 2, logger: quietLogger() });
+    const ref = system.entity('counter', 'c');
+    for (let i = 0; i < 20; i++) {
+      await ref.send({ type: 'PING' });
+      const p = ref.passivate();
+      await new Promise((r) => setTimeout(r, 1));
+      const s = ref.send({ type: 'ADD', value: 1 });
+      await p;
+      await s;
+      expect(system.stats().liveEntities).toBe(1);
+    }
+    for (let i = 0; i < 10; i++) await system.entity('counter', `o${i}`).send({ type: 'ADD', value: 1 });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(system.stats().liveEntities).toBeLessThanOrEqual(2);
+    expect((await ref.snapshot()).context.n).toBe(20);
+    await system.stop();
+  });
 });
