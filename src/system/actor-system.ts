@@ -350,8 +350,10 @@ export async function createActorSystem<TEntities extends Record<string, EntityD
     if (name.length === 0 || name.includes('\u0000')) throw new ConfigError(`Entity type names must be non-empty and printable; got ${JSON.stringify(name)}.`);
     core.types.set(name, resolveEntityType(name, def, options as never));
   }
-  if (!store.durable) {
-    core.log.warn({ store: store.kind }, `store "${store.kind}" is not durable: entities are lost when the process exits; use lmdbStore({ path }) from 'shardchart/adapters/lmdb' to keep them`);
+  if (options.store === undefined) {
+    core.log.warn({ store: store.kind }, "no store given: using memoryStore(), which is not durable (entities are lost when the process exits); pass lmdbStore({ path }) from 'shardchart/adapters/lmdb' to keep them");
+  } else if (!store.durable) {
+    core.log.warn({ store: store.kind }, `store "${store.kind}" is not durable: acknowledged events can be lost in a crash`);
   }
   await store.open();
   await core.loadWakeups();
