@@ -60,7 +60,8 @@ export class EntityHost {
   private capturing = false;
   private applying = false;
   private rootQueue: unknown[] = [];
-  private children = new ChildWatcher(() => this.onChildStep());
+  /** Created on the first child actor seen: most entities never have one. */
+  private children: ChildWatcher | undefined;
   private current: { event: AnyEvent; eventId: string | undefined; changed: boolean; handled: boolean } | undefined;
   private failure: { error: unknown; event: AnyEvent | undefined; eventId?: string | undefined } | undefined;
   private failures = 0;
@@ -82,16 +83,30 @@ export class EntityHost {
     private readonly def: ResolvedEntityType,
     private readonly rt: EntityRuntime,
   ) {
-    this.writer = new JournalWriter(key, k, rt, {
-      seq: () => this.seq,
-      takeSnapshot: () => (this.actor ? this.takeSnapshot() : undefined),
-      wakeAt: () => this.timers?.wakeAt() ?? null,
-      writeFailed: (error) => {
-        this.failure ??= { error, event: undefined };
-        this.onFailure(false);
-      },
-      settled: () => this.notifyIdle(),
-    });
+    // The host is the writer's source: methods on the prototype instead of
+    // closures per entity keep a live entity's heap small.
+    this.writer = new JournalWriter(key, k, rt, this);
+  }
+
+  /** @internal WriterSource */
+  snapshotForWrite(): StoredSnapshot | undefined {
+    return this.actor ? this.takeSnapshot() : undefined;
+  }
+
+  /** @internal WriterSource */
+  wakeAtForWrite(): number | null {
+    return this.timers?.wakeAt() ?? null;
+  }
+
+  /** @internal WriterSource */
+  writeFailed(error: Error): void {
+    this.failure ??= { error, event: undefined };
+    this.onFailure(false);
+  }
+
+  /** @internal WriterSource */
+  writerSettled(): void {
+    this.notifyIdle();
   }
 
   /** Last seq known durable in the store. */
@@ -224,7 +239,7 @@ export class EntityHost {
     if (!this.capturing || this.failure || event.type === 'xstate.init' || prev === undefined) {
       if (this.capturing && !this.failure) {
         this.lastSnap = snapshot;
-        this.children.scan(snapshot);
+        this.scanChildren(snapshot);
       }
       return;
     }
@@ -249,7 +264,7 @@ export class EntityHost {
     }
     const timersChanged = this.timers!.sync();
     this.lastSnap = snapshot;
-    if (snapshot.children !== prev.children) this.children.scan(snapshot);
+    if (snapshot.children !== prev.children) this.scanChildren(snapshot);
     const isCurrent = this.current !== undefined && this.current.event === event;
     if (isCurrent) {
       this.current!.changed ||= changed;
@@ -293,6 +308,19 @@ export class EntityHost {
     } else {
       this.failures = 0;
     }
+  }
+
+  private scanChildren(snapshot: AnyMachineSnapshot): void {
+    if (this.children === undefined) {
+      let any = false;
+      for (const _ in snapshot.children) {
+        any = true;
+        break;
+      }
+      if (!any) return;
+      this.children = new ChildWatcher(() => this.onChildStep());
+    }
+    this.children.scan(snapshot);
   }
 
   /** A child actor changed state: only a snapshot can carry that. */
@@ -389,7 +417,7 @@ export class EntityHost {
     this.rootQueue = [];
     this.failure = undefined;
     this.lastSnap = undefined;
-    this.children = new ChildWatcher(() => this.onChildStep());
+    this.children = undefined;
     const actor = createActor(machine, {
       snapshot: rec.state as never,
       input,

@@ -5,15 +5,15 @@ import type { EntityState } from './types.js';
 /** What the writer needs from its entity host. */
 export interface WriterSource {
   /** Seq of the last event applied to the live actor. */
-  seq(): number;
-  /** A snapshot of the live actor at `seq()`, or undefined when there is no actor. */
-  takeSnapshot(): StoredSnapshot | undefined;
+  readonly seq: number;
+  /** A snapshot of the live actor at `seq`, or undefined when there is no actor. */
+  snapshotForWrite(): StoredSnapshot | undefined;
   /** Earliest pending timer deadline (null: none). */
-  wakeAt(): number | null;
+  wakeAtForWrite(): number | null;
   /** A write failed: the live actor is ahead of the store and must restart. */
   writeFailed(error: Error): void;
   /** Called whenever the writer may have become quiet. */
-  settled(): void;
+  writerSettled(): void;
 }
 
 interface Waiter {
@@ -126,11 +126,11 @@ export class JournalWriter {
     this.pendingStates = [];
     // Every applied entry is in `entries`, so the live actor is exactly at
     // lastSeq and a snapshot taken now belongs with this write.
-    const lastSeq = this.source.seq();
+    const lastSeq = this.source.seq;
     const wantSnapshot =
       this.snapshotWanted || lastSeq - this.snapshotSeq >= this.rt.options.snapshotEvery || (entries.length === 0 && this.wakeDirty);
-    const snapshot = wantSnapshot ? this.source.takeSnapshot() : undefined;
-    const wakeAt = this.wakeDirty ? this.source.wakeAt() : undefined;
+    const snapshot = wantSnapshot ? this.source.snapshotForWrite() : undefined;
+    const wakeAt = this.wakeDirty ? this.source.wakeAtForWrite() : undefined;
     this.snapshotWanted = false;
     this.wakeDirty = false;
     const expectedSeq = this.durableSeq;
@@ -200,7 +200,7 @@ export class JournalWriter {
 
   private settle(): void {
     this.settleWaiters();
-    this.source.settled();
+    this.source.writerSettled();
   }
 
   private settleWaiters(): void {
