@@ -65,8 +65,10 @@ export function resolveActorPath(root: AnyActorRef, path: string): AnyActorRef |
  * each macrostep and reports whether the pending set changed.
  */
 export class TimerTracker {
-  private readonly tracked = new Map<string, { source: ScheduledEventLike; timer: PendingTimer }>();
-  private list: readonly PendingTimer[] = [];
+  /** Created on the first timer: most entities are idle without any. */
+  private tracked: Map<string, { source: ScheduledEventLike; timer: PendingTimer }> | undefined;
+  private static readonly none: readonly PendingTimer[] = [];
+  private list: readonly PendingTimer[] = TimerTracker.none;
 
   constructor(
     private readonly root: AnyActorRef,
@@ -87,23 +89,25 @@ export class TimerTracker {
 
   sync(): boolean {
     const table = scheduledEvents(this.root);
+    if (this.tracked === undefined && isEmpty(table)) return false;
     let changed = false;
-    for (const [key, entry] of this.tracked) {
+    const tracked = (this.tracked ??= new Map());
+    for (const [key, entry] of tracked) {
       // A rescheduled event reuses the key but is a new object.
       if (table[key] !== entry.source) {
-        this.tracked.delete(key);
+        tracked.delete(key);
         changed = true;
       }
     }
     for (const key in table) {
-      if (this.tracked.has(key)) continue;
+      if (tracked.has(key)) continue;
       const source = table[key]!;
       const sourcePath = actorPath(source.source, this.root);
       const targetPath = actorPath(source.target, this.root);
       // Timers aimed outside this entity (there is no such actor yet) are
       // not persisted; they could not be restored faithfully.
       if (sourcePath === undefined || targetPath === undefined) continue;
-      this.tracked.set(key, {
+      tracked.set(key, {
         source,
         timer: {
           id: source.id,
@@ -116,7 +120,8 @@ export class TimerTracker {
       });
       changed = true;
     }
-    if (changed) this.list = Array.from(this.tracked.values(), (e) => e.timer);
+    if (changed) this.list = Array.from(tracked.values(), (e) => e.timer);
+    if (tracked.size === 0) this.tracked = undefined;
     return changed;
   }
 
@@ -154,10 +159,10 @@ export class TimerTracker {
       system.scheduler.schedule(source, target, t.event, delay, t.id);
       const key = `${source.sessionId}.${t.id}`;
       const entry = scheduledEvents(this.root)[key];
-      if (entry) this.tracked.set(key, { source: entry, timer: { ...t, dueAt } });
+      if (entry) (this.tracked ??= new Map()).set(key, { source: entry, timer: { ...t, dueAt } });
       if (entry && delay === 0) overdue.push({ key, entry, dueAt });
     }
-    this.list = Array.from(this.tracked.values(), (e) => e.timer);
+    this.list = this.tracked ? Array.from(this.tracked.values(), (e) => e.timer) : TimerTracker.none;
     overdue.sort((a, b) => a.dueAt - b.dueAt);
     return { moved, overdue };
   }
@@ -175,6 +180,11 @@ export class TimerTracker {
       entry.target.send(entry.event);
     }
   }
+}
+
+function isEmpty(table: Record<string, unknown>): boolean {
+  for (const _ in table) return false;
+  return true;
 }
 
 /** A re-armed timer whose deadline has passed. */
