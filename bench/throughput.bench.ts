@@ -21,6 +21,7 @@ import { lmdbStore } from 'shardchart/adapters/lmdb';
 import { memoryStore } from 'shardchart/adapters/memory';
 import { assign, createActor, setup, type AnyActorRef } from 'xstate';
 import type { BenchContext, Section } from './run.js';
+import { createSeededRandom as createRandom } from '../src/system/random.js';
 
 /**
  * The machine every scenario runs, on both sides: guards, `assign` and
@@ -88,17 +89,6 @@ export const benchCycle = [
 
 export const entityType = 'bench';
 
-/** A small fast generator; `Math.random` would do, but seeded runs repeat. */
-export function createRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 export function quantile(sorted: Float64Array, q: number): number {
   if (sorted.length === 0) return NaN;
@@ -388,3 +378,4 @@ interface Summary extends Run {
   ratio: number;
   perRound: number[];
 }
+

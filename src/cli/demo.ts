@@ -10,6 +10,7 @@ import type { ActorSystem, ActorSystemOptions, EntityState } from '../index.js';
 import { lmdbStore } from '../../adapters/lmdb/index.js';
 import { orderMachine, orderStates, type OrderEvent } from './order-machine.js';
 import { createProgress, type ProgressOutput } from './progress.js';
+import { createSeededRandom as createRandom } from '../system/random.js';
 
 export interface DemoOptions {
   /** Order workflows to create. */
@@ -504,17 +505,6 @@ async function forEachConcurrently<T>(
   await Promise.all(Array.from({ length: concurrency }, worker));
 }
 
-/** mulberry32: a tiny seeded generator, so runs are repeatable. */
-function createRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 function shuffle<T>(items: T[], random: () => number): T[] {
   for (let i = items.length - 1; i > 0; i--) {

@@ -31,6 +31,7 @@ import { assign, setup } from 'xstate';
 
 import { createActorSystem } from '../../src/index.js';
 import { lmdbStore } from '../../adapters/lmdb/index.js';
+import { createSeededRandom as prng } from '../../src/system/random.js';
 
 export const ENTITY_TYPE = 'counter' as const;
 export const ENTITY_COUNT = 50;
@@ -116,17 +117,6 @@ export function systemOptions(dir: string) {
   };
 }
 
-/** A small seeded PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 function hash32(s: string): number {
   let h = 0x811c9dc5;
@@ -267,3 +257,4 @@ if (isMain) {
     },
   );
 }
+

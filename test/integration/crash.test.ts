@@ -33,10 +33,10 @@ import {
   EVENTS_PER_ROUND,
   nOfEventId,
   plannedEvent,
-  prng,
   systemOptions,
   type CounterContext,
 } from './crash-worker.js';
+import { createSeededRandom as prng } from '../../src/system/random.js';
 
 const KILL_ROUNDS = 2;
 const KILL_AFTER_MS_MIN = 150;
