@@ -689,23 +689,23 @@ export class EntityHost {
   // ---------------------------------------------------------------- helpers
 
   stateOf(snap: AnyMachineSnapshot, changed: boolean, duplicate = false): EntityState {
-    const state: EntityState = {
-      seq: this.seq,
-      value: snap.value,
-      context: snap.context as never,
-      status: snap.status,
-      changed,
-    };
-    if (duplicate) state.duplicate = true;
-    if (snap.status === 'done') state.output = snap.output;
-    return state;
+    return toEntityState(snap, this.seq, changed, duplicate);
   }
+
 
   timeoutError(ms: number): TimeoutError {
     return new TimeoutError(`${this.key.type}/${this.key.id} did not answer within ${ms} ms; the event may still be applied. Retry with the same eventId to be safe.`, {
       details: { key: this.key, timeoutMs: ms },
     });
   }
+}
+
+/** The shape every send, read and time-travel answer has. */
+export function toEntityState(snap: AnyMachineSnapshot, seq: number, changed: boolean, duplicate = false): EntityState {
+  const state: EntityState = { seq, value: snap.value, context: snap.context as never, status: snap.status, changed };
+  if (duplicate) state.duplicate = true;
+  if (snap.status === 'done') state.output = snap.output;
+  return state;
 }
 
 function isHandled(snap: AnyMachineSnapshot, event: { type: string }): boolean {

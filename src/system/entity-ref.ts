@@ -2,6 +2,7 @@ import { toError } from '../errors.js';
 import { stateAt as rebuildStateAt } from '../persistence/recovery.js';
 import type { JournalEntry } from '../persistence/types.js';
 import type { SystemCore } from './actor-system.js';
+import { toEntityState } from './entity-host.js';
 import type { EntityRef, EntityState, SendOptions, Unsubscribe, WaitForOptions } from './types.js';
 import { checkEvent, checkEventId } from './validate.js';
 
@@ -63,9 +64,7 @@ export function createEntityRef(core: SystemCore, type: string, id: string): Ent
       // Answer from durable state only: wait for anything applied to land.
       if (host) await host.whenIdle();
       const { snapshot, seq: at } = await rebuildStateAt(core.store, def.machine, { type, id }, def.input(id), seq);
-      const state: EntityState = { seq: at, value: snapshot.value, context: snapshot.context as never, status: snapshot.status, changed: false };
-      if (snapshot.status === 'done') state.output = snapshot.output;
-      return state;
+      return toEntityState(snapshot, at, false);
     },
     journal(options = {}): AsyncIterable<JournalEntry> {
       return core.store.journal.read({ type, id }, options.fromSeq ?? 1, options.toSeq);
