@@ -300,13 +300,12 @@ export class EntityHost {
     if (timersChanged) this.writer.wakeDirty = true;
     if (eventId !== undefined) this.rememberEventId(eventId);
     this.rt.stats.eventsApplied++;
+    // A successfully applied event ends a run of failures.
+    this.failures = 0;
     if (!isCurrent) {
-      this.failures = 0;
       this.lastActive = this.rt.clock.now();
       this.rt.touch(this);
       this.writer.schedule();
-    } else {
-      this.failures = 0;
     }
   }
 
