@@ -33,6 +33,12 @@ export const errorCodes = {
   ENCODE_FAILED: 'A value could not be encoded.',
   SNAPSHOT_INVALID: 'A snapshot could not be restored into the machine.',
   REPLAY_DIVERGED: 'Replaying the journal produced an error or a different result than recorded.',
+  PAYLOAD_INVALID: 'An event payload failed validation against its JSON schema.',
+  DAG_CYCLE: 'The steps of a DAG depend on each other in a cycle.',
+  DAG_DEPENDENCY_MISSING: 'A DAG step depends on a step id that does not exist.',
+  MACHINE_INVALID: 'The value given is not an XState v5 machine, or the module has no such export.',
+  CHECK_FAILED: 'A model-based check found an invariant violation or a divergence from plain XState.',
+  GRAPH_FAILED: 'A machine graph could not be laid out or rendered.',
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;
@@ -88,7 +94,8 @@ export class InvalidInputError extends ShardchartError {
       | 'EVENT_INVALID'
       | 'EVENT_NOT_SERIALIZABLE'
       | 'EVENT_TOO_LARGE'
-      | 'SEQ_OUT_OF_RANGE',
+      | 'SEQ_OUT_OF_RANGE'
+      | 'PAYLOAD_INVALID',
     message: string,
     options?: Opts,
   ) {
@@ -147,6 +154,34 @@ export class CodecError extends ShardchartError {
   ) {
     super(code, message, options);
     this.name = 'CodecError';
+  }
+}
+
+/** A machine or step definition cannot be built (cycle, missing step, not a machine). */
+export class DefinitionError extends ShardchartError {
+  constructor(
+    code: 'DAG_CYCLE' | 'DAG_DEPENDENCY_MISSING' | 'MACHINE_INVALID',
+    message: string,
+    options?: Opts,
+  ) {
+    super(code, message, options);
+    this.name = 'DefinitionError';
+  }
+}
+
+/** `checkMachine` found a counterexample; the message holds the shrunk sequence and the seed. */
+export class CheckFailedError extends ShardchartError {
+  constructor(message: string, options?: Opts) {
+    super('CHECK_FAILED', message, options);
+    this.name = 'CheckFailedError';
+  }
+}
+
+/** A graph export (layout or rendering) failed. */
+export class GraphError extends ShardchartError {
+  constructor(message: string, options?: Opts) {
+    super('GRAPH_FAILED', message, options);
+    this.name = 'GraphError';
   }
 }
 

@@ -23,9 +23,12 @@ export type {
   WaitForOptions,
 } from './system/types.js';
 export {
+  CheckFailedError,
   CodecError,
   ConfigError,
+  DefinitionError,
   EntityError,
+  GraphError,
   InvalidInputError,
   ShardchartError,
   StoreError,

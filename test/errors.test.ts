@@ -6,10 +6,13 @@ import { readFileSync } from 'node:fs';
 import { expect, expectTypeOf, test } from 'vitest';
 import * as errors from '../src/errors.js';
 import {
+  CheckFailedError,
   CodecError,
   ConfigError,
+  DefinitionError,
   EntityError,
   type ErrorCode,
+  GraphError,
   errorCodes,
   InvalidInputError,
   ShardchartError,
@@ -75,6 +78,7 @@ const codesByClass = {
     'EVENT_NOT_SERIALIZABLE',
     'EVENT_TOO_LARGE',
     'SEQ_OUT_OF_RANGE',
+    'PAYLOAD_INVALID',
   ],
   EntityError: [
     'EVENT_REJECTED',
@@ -95,6 +99,9 @@ const codesByClass = {
     'STORE_FAILED',
   ],
   CodecError: ['DECODE_FAILED', 'ENCODE_FAILED'],
+  DefinitionError: ['DAG_CYCLE', 'DAG_DEPENDENCY_MISSING', 'MACHINE_INVALID'],
+  CheckFailedError: ['CHECK_FAILED'],
+  GraphError: ['GRAPH_FAILED'],
 } as const satisfies Record<string, readonly ErrorCode[]>;
 
 type Listed<K extends keyof typeof codesByClass> =
@@ -136,6 +143,15 @@ const raise: Record<
       message,
       options,
     ),
+  DefinitionError: (code, message, options) =>
+    new DefinitionError(
+      code as ConstructorParameters<typeof DefinitionError>[0],
+      message,
+      options,
+    ),
+  CheckFailedError: (_code, message, options) =>
+    new CheckFailedError(message, options),
+  GraphError: (_code, message, options) => new GraphError(message, options),
 };
 
 test('errors - every code in the table is documented in docs/errors.md and vice versa', () => {
@@ -174,6 +190,9 @@ test('errors - every error class is exported from the package entry', async () =
 test('errors - each subclass sets name and code and keeps cause', () => {
   expectTypeOf<Listed<'InvalidInputError'>>().toEqualTypeOf<
     ConstructorParameters<typeof InvalidInputError>[0]
+  >();
+  expectTypeOf<Listed<'DefinitionError'>>().toEqualTypeOf<
+    ConstructorParameters<typeof DefinitionError>[0]
   >();
   expectTypeOf<Listed<'EntityError'>>().toEqualTypeOf<
     ConstructorParameters<typeof EntityError>[0]
