@@ -1,34 +1,59 @@
 /**
- * In-memory knowledge of each entity's last seq and snapshot seq, so the
- * seq check of a write costs a map lookup instead of a range read.
+ * In-memory knowledge of each entity: where its chain of log records starts
+ * and its last seq, so a write checks its expected seq with a map lookup
+ * and links its log record without a read.
  *
- * The cache is exact only while no write of the entity is in flight: values
- * change after a commit succeeds, never before. An entry with `inFlight > 0`
- * is not trusted; the group commit then reads the truth inside its write
- * transaction. This relies on this store being the only writer of the LMDB
- * environment, which the engine's shard ownership guarantees; a second
- * process writing the same files would make the cache stale.
+ * Two views are kept. The applied view (`lastSeq`, `head`) moves inside the
+ * write transaction, in commit order, and is what the next write builds on.
+ * The committed view (`committedLastSeq`, `committedHead`) moves when a
+ * transaction has committed, and is what reads use: a read transaction
+ * cannot see a record that is not committed yet.
+ *
+ * An entity is *dirty* while it has log records or a wake-up change that the
+ * heads and wake-ups databases do not reflect yet; a checkpoint writes them
+ * and makes it clean. Dirty entities and entities with writes in flight stay
+ * in the cache whatever its bound: they are the only place that knowledge
+ * lives until the checkpoint (after a crash, the log scan rebuilds it).
+ * Clean entities may be dropped at any time and are read again from the
+ * heads database. All of this relies on this store being the only writer of
+ * the environment, which the engine's shard ownership guarantees.
  */
 import type { EntityKey } from '../../src/persistence/types.js';
 
 /** What is known about one entity. `undefined` means "read it". */
 export interface EntityState {
-  /** Seq of the last durable journal entry (0 for none). */
+  readonly key: EntityKey;
+  /** Seq of the last journal entry written (0 for none), applied view. */
   lastSeq: number | undefined;
+  /** Log position of the newest record (0 for none), applied view. */
+  head: number | undefined;
+  /** The same two, committed view. */
+  committedLastSeq: number | undefined;
+  committedHead: number | undefined;
   /** Seq of the stored snapshot, -1 when there is none. */
   snapshotSeq: number | undefined;
+  /** Wake-up change not yet checkpointed: `null` removes, `undefined` none. */
+  wake: number | null | undefined;
+  /** Has changes the heads or wake-ups databases do not hold yet. */
+  dirty: boolean;
+  /** Bumped by every applied change, so a checkpoint can tell it is stale. */
+  version: number;
   /** Operations applied in transactions that have not settled yet. */
   inFlight: number;
+  /** The engine let go of the entity: drop it as soon as it is clean. */
+  forgotten: boolean;
 }
 
 /**
  * Entity states by type then id: nested maps avoid building a string key per
- * write. Bounded by `entitiesMax`; past it, the oldest settled entries are
- * dropped and read again when needed.
+ * write. Bounded by `entitiesMax` for clean, settled entries; past it, the
+ * oldest of those are dropped and read again when needed.
  */
 export class EntityCache {
   private readonly byType = new Map<string, Map<string, EntityState>>();
   private size = 0;
+  /** Dirty entities, for the next checkpoint. */
+  readonly dirty = new Set<EntityState>();
 
   constructor(private readonly entitiesMax: number) {}
 
@@ -44,24 +69,116 @@ export class EntityCache {
     }
     let state = ids.get(key.id);
     if (state === undefined) {
-      state = { lastSeq: undefined, snapshotSeq: undefined, inFlight: 0 };
+      // Evict before inserting: the entry being created is about to be
+      // used by the caller and must not be the one dropped.
+      if (this.size >= this.entitiesMax) {
+        this.evict();
+        ids = this.byType.get(key.type);
+        if (ids === undefined) {
+          ids = new Map();
+          this.byType.set(key.type, ids);
+        }
+      }
+      state = {
+        key: { type: key.type, id: key.id },
+        lastSeq: undefined,
+        head: undefined,
+        committedLastSeq: undefined,
+        committedHead: undefined,
+        snapshotSeq: undefined,
+        wake: undefined,
+        dirty: false,
+        version: 0,
+        inFlight: 0,
+        forgotten: false,
+      };
       ids.set(key.id, state);
       this.size++;
-      if (this.size > this.entitiesMax) this.evict();
     }
     return state;
   }
 
+  /** Dirty entities the engine has let go of: a checkpoint frees them. */
+  forgottenDirty = 0;
+
+  /** Records an applied change; a write means the engine holds it again. */
+  markDirty(state: EntityState): void {
+    state.version++;
+    if (state.forgotten) {
+      state.forgotten = false;
+      if (state.dirty) this.forgottenDirty--;
+    }
+    if (!state.dirty) {
+      state.dirty = true;
+      this.dirty.add(state);
+    }
+  }
+
+  markClean(state: EntityState): void {
+    if (!state.dirty) return;
+    state.dirty = false;
+    state.wake = undefined;
+    this.dirty.delete(state);
+    if (state.forgotten) {
+      this.forgottenDirty--;
+      this.drop(state);
+    }
+  }
+
   /**
-   * Drops settled entries, oldest first, down to 90% of the bound. Entries
-   * with writes in flight stay: their settlement must find them.
+   * The engine no longer holds the entity: drop what we know now if it is
+   * clean, else once a checkpoint has made it clean.
+   */
+  forget(key: EntityKey): void {
+    const state = this.get(key);
+    if (state === undefined || state.forgotten) return;
+    state.forgotten = true;
+    if (state.dirty) this.forgottenDirty++;
+    this.drop(state);
+  }
+
+  /** Drops `state` if nothing depends on it staying. */
+  private drop(state: EntityState): void {
+    if (state.dirty || state.inFlight > 0) return;
+    this.remove(state);
+  }
+
+  /** Drops a forgotten entity once its last write in flight settles. */
+  settled(state: EntityState): void {
+    if (state.forgotten && state.inFlight === 0 && !state.dirty) this.remove(state);
+  }
+
+  private remove(state: EntityState): void {
+    const ids = this.byType.get(state.key.type);
+    if (ids?.get(state.key.id) !== state) return;
+    ids.delete(state.key.id);
+    this.size--;
+    if (ids.size === 0) this.byType.delete(state.key.type);
+  }
+
+  /** Forgets everything (the state is being rebuilt from the database). */
+  clear(): void {
+    this.byType.clear();
+    this.dirty.clear();
+    this.size = 0;
+    this.forgottenDirty = 0;
+  }
+
+  /** Entities currently held (for tests and the heap benchmark). */
+  get entities(): number {
+    return this.size;
+  }
+
+  /**
+   * Drops clean, settled entries, oldest first, down to 90% of the bound.
+   * Dirty entries and entries with writes in flight stay.
    */
   private evict(): void {
     const target = Math.floor(this.entitiesMax * 0.9);
     for (const [type, ids] of this.byType) {
       for (const [id, state] of ids) {
         if (this.size <= target) return;
-        if (state.inFlight === 0) {
+        if (state.inFlight === 0 && !state.dirty) {
           ids.delete(id);
           this.size--;
         }

@@ -2,11 +2,22 @@
  * The embedded store: journals, snapshots, the timer index and dead letters
  * in one LMDB environment (lmdb-js), crash-safe and without a server.
  *
- * Layout: named sub-databases with binary keys (see `keys.ts`) and values
- * framed by the codec's `encodeRecord` (version, CRC-32, msgpack), so a torn
- * or rotten record is reported as `STORE_CORRUPT` instead of being loaded
- * (see `records.ts`). Writes go through a group commit (see `commit.ts`):
- * concurrent writes share one LMDB transaction and one fsync.
+ * Layout (version 2): named sub-databases with binary keys (see `keys.ts`)
+ * and values framed by the codec's `encodeRecord` (version, CRC-32,
+ * msgpack), so a torn or rotten record is reported as `STORE_CORRUPT`
+ * instead of being loaded (see `records.ts`).
+ *
+ * - `log`: one record per entity write, under a position that grows by one
+ *   per record; each record links to the entity's previous one (`log.ts`).
+ * - `heads`: where each entity's chain starts, and `wakeups`: its timer
+ *   deadline, both written by checkpoints (`meta` holds the position they
+ *   reflect); newer values live in memory (`entity-cache.ts`) and are
+ *   rebuilt from the log after a crash.
+ * - `snapshots`, `dead-letters`, `dead-letter-index`: by entity.
+ *
+ * Writes go through a group commit (see `commit.ts`): concurrent writes
+ * share one LMDB transaction and one fsync, and append to the end of the
+ * log instead of touching a page per entity.
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -22,7 +33,7 @@ import type {
 } from '../../src/persistence/types.js';
 import {
   createCommitter,
-  readLastSeq,
+  readHead,
   type CommitOp,
   type Committer,
   type EncodedSnapshot,
@@ -34,9 +45,9 @@ import {
   describe,
   encodeEntity,
   isAssertionError,
-  journalKey,
   type EncodedEntity,
 } from './keys.js';
+import { rebuild } from './log.js';
 import {
   defaults,
   maxKeyBytes,
@@ -52,7 +63,7 @@ import {
   scanWakeups,
   type ReadContext,
 } from './reads.js';
-import { decodeSnapshot } from './records.js';
+import { decodeSnapshot, encodeLogRecord } from './records.js';
 
 export type { LmdbStoreOptions } from './options.js';
 
@@ -103,20 +114,38 @@ export function lmdbStore(options: LmdbStoreOptions): Store {
     if (dbs === undefined) {
       const opened = openDatabases(settings);
       let nextDeadLetter: number;
+      let replayed: ReturnType<typeof rebuild>;
+      const keyBytesMax = maxKeyBytes(opened) - SEQ_BYTES;
       try {
         nextDeadLetter = lastDeadLetter(opened) + 1;
+        // Records written after the last checkpoint (a crash, or a close
+        // that could not checkpoint) are known only to the log.
+        replayed = rebuild(opened, cache, keyBytesMax);
       } catch (error) {
+        cache.clear();
         void opened.env.close();
         throw error;
       }
-      prefixBytesMax = maxKeyBytes(opened) - SEQ_BYTES;
-      committer = createCommitter(opened, cache, {
-        sync: settings.sync,
-        commitOpsMax: settings.commitOpsMax,
-        pendingOpsMax: settings.pendingOpsMax,
-        commitsInFlightMax: defaults.commitsInFlightMax,
-        nextDeadLetter,
-      });
+      prefixBytesMax = keyBytesMax;
+      committer = createCommitter(
+        opened,
+        cache,
+        {
+          prefixBytesMax: keyBytesMax,
+          rebuild: () => rebuild(opened, cache, keyBytesMax),
+        },
+        {
+          sync: settings.sync,
+          commitOpsMax: settings.commitOpsMax,
+          pendingOpsMax: settings.pendingOpsMax,
+          commitsInFlightMax: defaults.commitsInFlightMax,
+          checkpointRecords: settings.checkpointRecords,
+          forgottenDirtyMax: defaults.forgottenDirtyMax,
+          nextDeadLetter,
+          nextPos: replayed.nextPos,
+          recordsSinceCheckpoint: replayed.recordsSinceCheckpoint,
+        },
+      );
       dbs = opened;
     }
     return dbs;
@@ -128,6 +157,23 @@ export function lmdbStore(options: LmdbStoreOptions): Store {
     return encodeEntity(key, prefixBytesMax);
   }
 
+  /**
+   * The entity's head and last seq as committed: from the cache when it
+   * knows them, else from the heads database, which is exact for an entity
+   * the cache does not hold (dirty entities never leave it).
+   */
+  function committedHead(key: EntityKey): { head: number; lastSeq: number } {
+    const opened = session();
+    const state = cache.get(key);
+    if (
+      state?.committedHead !== undefined &&
+      state.committedLastSeq !== undefined
+    ) {
+      return { head: state.committedHead, lastSeq: state.committedLastSeq };
+    }
+    return readHead(opened, entity(key));
+  }
+
   const reads: ReadContext = {
     session: () => {
       try {
@@ -137,6 +183,12 @@ export function lmdbStore(options: LmdbStoreOptions): Store {
       }
     },
     entity,
+    committedHead,
+    checkpoint: () =>
+      attempt(() => {
+        session();
+        return (committer as Committer).checkpoint();
+      }),
   };
 
   /** Runs `fn` now; a thrown error becomes a rejected promise. */
@@ -184,26 +236,28 @@ export function lmdbStore(options: LmdbStoreOptions): Store {
       assertWrite(write);
       return enqueue((settle) => {
         const target = entity(write.key);
-        const entryKeys: Uint8Array[] = [];
-        const entryValues: Uint8Array[] = [];
-        for (const entry of write.entries) {
-          entryKeys.push(journalKey(target.prefix, entry.seq));
-          entryValues.push(encodeRecord(entry));
-        }
+        // Encoded here, outside the write lock; the transaction only links
+        // the record into the entity's chain.
+        const hasRecord =
+          write.entries.length > 0 || write.wakeAt !== undefined;
         return {
           kind: 'write',
           entity: target,
           expectedSeq: write.expectedSeq,
-          entryKeys,
-          entryValues,
+          entryCount: write.entries.length,
+          record: hasRecord
+            ? encodeLogRecord(
+                write.key,
+                write.expectedSeq + 1,
+                write.entries,
+                write.wakeAt,
+              )
+            : undefined,
+          wakeAt: write.wakeAt,
           snapshot:
             write.snapshot === undefined
               ? undefined
               : encodeSnapshot(write.snapshot),
-          wakeAt:
-            write.wakeAt === undefined || write.wakeAt === null
-              ? write.wakeAt
-              : encodeRecord(write.wakeAt),
           ...settle,
         };
       });
@@ -219,20 +273,7 @@ export function lmdbStore(options: LmdbStoreOptions): Store {
       },
 
       lastSeq(key) {
-        return attempt(() => {
-          const opened = session();
-          const target = entity(key);
-          const state = cache.get(key);
-          if (state?.inFlight === 0 && state.lastSeq !== undefined) {
-            return state.lastSeq;
-          }
-          const seq = readLastSeq(opened, target);
-          // A read outside the write transaction is exact only while none
-          // of our writes of this entity is in flight.
-          const fresh = cache.getOrCreate(key);
-          if (fresh.inFlight === 0) fresh.lastSeq = seq;
-          return seq;
-        });
+        return attempt(() => committedHead(key).lastSeq);
       },
     },
 
@@ -276,12 +317,22 @@ export function lmdbStore(options: LmdbStoreOptions): Store {
       return attempt(() => readDeadLetters(reads, filter));
     },
 
+    forget(key) {
+      cache.forget(key);
+    },
+
     close() {
       if (closing === undefined) {
         const queue = committer;
         const opened = dbs;
         closing = (async () => {
-          if (queue !== undefined) await queue.drain();
+          if (queue !== undefined) {
+            // A checkpoint on the way out spares the next open the replay.
+            // If it fails, the log still holds everything: only the replay
+            // on the next open gets longer, so closing goes on.
+            if (cache.dirty.size > 0) await queue.checkpoint().catch(() => undefined);
+            await queue.drain();
+          }
           if (opened !== undefined) await opened.env.close();
         })();
       }

@@ -131,6 +131,21 @@ export function decodeJournalSeq(
   );
 }
 
+/**
+ * Key of log record `pos`: 8 big-endian bytes, so the log is one growing
+ * sequence and every commit appends at the end of the B-tree.
+ */
+export function logKey(pos: number): Buffer {
+  const key = Buffer.allocUnsafe(SEQ_BYTES);
+  writeSeq(key, 0, pos);
+  return key;
+}
+
+/** Inverse of {@link logKey}; `undefined` for malformed keys. */
+export function decodeLogKey(bytes: Uint8Array): number | undefined {
+  return decodeJournalSeq(bytes, 0);
+}
+
 /** Key of the n-th dead letter: 8 big-endian bytes, so keys sort by age. */
 export function deadLetterKey(n: number): Buffer {
   const key = Buffer.allocUnsafe(SEQ_BYTES);

@@ -27,15 +27,33 @@ export interface LmdbStoreOptions {
   readonly commitOpsMax?: number;
   /** Writes waiting for a transaction at most; more reject. Default 100,000. */
   readonly pendingOpsMax?: number;
-  /** Entities whose seqs are cached in memory at most. Default 1,000,000. */
+  /**
+   * Entities whose heads are cached in memory at most (clean ones; an
+   * entity with writes not yet checkpointed always stays). The engine tells
+   * the store when it passivates an entity, which drops its entry, so this
+   * bound matters only for entities written and never passivated.
+   * Default 100,000.
+   */
   readonly cachedEntitiesMax?: number;
+  /**
+   * Log records between checkpoints. A checkpoint writes where each entity
+   * written since the last one starts its chain; after a crash, at most this
+   * many records are replayed on open. Default 10,000.
+   */
+  readonly checkpointRecords?: number;
 }
 
 /** Defaults of the lmdb adapter's limits, in one place. */
 export const defaults = {
   commitOpsMax: 1_000,
   pendingOpsMax: 100_000,
-  cachedEntitiesMax: 1_000_000,
+  cachedEntitiesMax: 100_000,
+  checkpointRecords: 10_000,
+  /**
+   * Passivated entities still waiting for a checkpoint that trigger one, so
+   * their memory is released soon after the engine lets go of them.
+   */
+  forgottenDirtyMax: 1_000,
   /**
    * Transactions handed to lmdb-js at once. A second one is built while the
    * first is being fsynced (overlappingSync releases the write lock before
@@ -56,6 +74,7 @@ export interface Settings {
   readonly commitOpsMax: number;
   readonly pendingOpsMax: number;
   readonly cachedEntitiesMax: number;
+  readonly checkpointRecords: number;
 }
 
 /** Checks the options; a bad one is a `ConfigError` naming it. */
@@ -107,6 +126,10 @@ export function validate(options: LmdbStoreOptions): Settings {
       'cachedEntitiesMax',
       defaults.cachedEntitiesMax,
     ),
+    checkpointRecords: positive(
+      'checkpointRecords',
+      defaults.checkpointRecords,
+    ),
   };
 }
 
@@ -141,7 +164,9 @@ export function openDatabases(settings: Settings): LmdbDatabases {
       });
     return {
       env,
-      journal: sub('journal'),
+      log: sub('log'),
+      heads: sub('heads'),
+      meta: sub('meta'),
       snapshots: sub('snapshots'),
       wakeups: sub('wakeups'),
       deadLetters: sub('dead-letters'),

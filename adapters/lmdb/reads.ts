@@ -19,16 +19,16 @@ import {
   decodeJournalSeq,
   describe,
   encodeTypePrefix,
-  journalKey,
   prefixEnd,
   quote,
   type EncodedEntity,
 } from './keys.js';
+import { walkJournal } from './log.js';
 import { defaults } from './options.js';
 import {
   corruptKey,
   decodeDeadLetter,
-  decodeJournalEntry,
+  decodeHead,
   decodeWakeAt,
 } from './records.js';
 
@@ -38,6 +38,10 @@ export interface ReadContext {
   session(): LmdbDatabases;
   /** Encodes an entity key (and checks its size). */
   entity(key: EntityKey): EncodedEntity;
+  /** Head and last seq of the entity as committed (see entity-cache.ts). */
+  committedHead(key: EntityKey): { head: number; lastSeq: number };
+  /** Writes a checkpoint, so the heads and wake-ups databases are current. */
+  checkpoint(): Promise<void>;
 }
 
 const SEQ_MAX_SUFFIX = Buffer.alloc(8, 0xff);
@@ -55,42 +59,22 @@ export async function* readJournal(
     () =>
       `journal.read needs integer seqs, got fromSeq ${describe(fromSeq)}, toSeq ${describe(toSeq)}`,
   );
-  let dbs = context.session();
-  const prefix = context.entity(key).prefix;
-  const end =
-    toSeq === undefined || toSeq >= Number.MAX_SAFE_INTEGER
-      ? Buffer.concat([prefix, SEQ_MAX_SUFFIX])
-      : journalKey(prefix, Math.max(0, toSeq + 1));
-  let next = Math.max(0, fromSeq);
-  let previous: number | undefined;
-  while (toSeq === undefined || next <= toSeq) {
-    const chunk: JournalEntry[] = [];
-    for (const item of dbs.journal.getRange({
-      start: journalKey(prefix, next),
-      end,
-      limit: defaults.readChunkMax,
-    })) {
-      const seq = decodeJournalSeq(item.key, prefix.length);
-      if (seq === undefined) throw corruptKey('journal', item.key);
-      const entry = decodeJournalEntry(item.value, key, seq);
-      // A hole inside a journal means lost records, which replay would skip
-      // without a word: report it.
-      if (previous !== undefined && seq !== previous + 1) {
-        throw new StoreError(
-          'STORE_CORRUPT',
-          `The journal of entity ${quote(key)} jumps from seq ${previous} to ${seq}: entries are missing. Restore the store from a backup, or delete the records of entity ${quote(key)} to let it start over.`,
-          {
-            details: { key, db: 'journal', seq: previous + 1, reason: 'gap' },
-          },
-        );
-      }
-      previous = seq;
-      chunk.push(entry);
-    }
-    yield* chunk;
-    if (chunk.length < defaults.readChunkMax) return;
-    next = (previous as number) + 1;
-    dbs = context.session();
+  context.session();
+  const { head, lastSeq } = context.committedHead(key);
+  const to = Math.min(toSeq ?? lastSeq, lastSeq);
+  if (head === 0 || to < Math.max(1, fromSeq)) return;
+  // Records are immutable once written, so the walk may span read
+  // transactions; each chunk checks that the store is still open.
+  let count = 0;
+  for (const entry of walkJournal(
+    context.session,
+    key,
+    head,
+    Math.max(1, fromSeq),
+    to,
+  )) {
+    yield entry;
+    if (++count % defaults.readChunkMax === 0) context.session();
   }
 }
 
@@ -98,6 +82,8 @@ export async function* readJournal(
 export async function* scanWakeups(
   context: ReadContext,
 ): AsyncGenerator<{ key: EntityKey; wakeAt: number }> {
+  // The latest deadlines may still be in memory only: write them first.
+  await context.checkpoint();
   let start: Buffer | undefined;
   for (;;) {
     const dbs = context.session();
@@ -123,40 +109,53 @@ export async function* scanWakeups(
 }
 
 /**
- * Merges the entities of the journal (one short read per entity, skipping
- * its entries) with those of the snapshots database. Both are ordered by
- * entity prefix, so each entity comes out once.
+ * Merges the entities of the heads database with those of the snapshots
+ * database (an entity may have a snapshot and no journal). Both are ordered
+ * by entity prefix, so each entity comes out once. A checkpoint first makes
+ * the heads database current.
  */
 export async function* scanEntities(
   context: ReadContext,
   type: string | undefined,
 ): AsyncGenerator<EntityKey> {
+  await context.checkpoint();
   const lower = type === undefined ? undefined : encodeTypePrefix(type);
   const upper = lower === undefined ? undefined : prefixEnd(lower);
-  const firstFrom = (
-    db: LmdbDatabases['journal'],
-    dbName: string,
-    from: Buffer | undefined,
-  ): { key: EntityKey; prefix: Buffer } | undefined => {
-    for (const key of db.getKeys({
-      ...(from === undefined ? {} : { start: from }),
-      ...(upper === undefined ? {} : { end: upper }),
-      limit: 1,
-    })) {
-      const parsed = decodeEntity(key);
-      if (parsed === undefined) throw corruptKey(dbName, key);
-      return {
-        key: parsed.key,
-        prefix: Buffer.from(key.subarray(0, parsed.prefixBytes)),
-      };
-    }
-    return undefined;
-  };
   // Past every key of the entity. An entity prefix starts with a 16-bit
   // length below LMDB's key limit, so it is never all 0xff and has an end.
   const after = (prefix: Buffer): Buffer => prefixEnd(prefix) as Buffer;
+  // An entity is listed when it has a journal entry or a snapshot. A head
+  // with no entries (only wake-up changes were written) does not count.
+  const firstFrom = (
+    db: LmdbDatabases['heads'],
+    dbName: string,
+    from: Buffer | undefined,
+  ): { key: EntityKey; prefix: Buffer } | undefined => {
+    let start = from;
+    for (;;) {
+      let found: { key: EntityKey; prefix: Buffer; empty: boolean } | undefined;
+      for (const item of db.getRange({
+        ...(start === undefined ? {} : { start }),
+        ...(upper === undefined ? {} : { end: upper }),
+        limit: 1,
+      })) {
+        const parsed = decodeEntity(item.key);
+        if (parsed === undefined) throw corruptKey(dbName, item.key);
+        found = {
+          key: parsed.key,
+          prefix: Buffer.from(item.key.subarray(0, parsed.prefixBytes)),
+          empty:
+            dbName === 'heads' &&
+            decodeHead(item.value, parsed.key).lastSeq === 0,
+        };
+      }
+      if (found === undefined) return undefined;
+      if (!found.empty) return { key: found.key, prefix: found.prefix };
+      start = after(found.prefix);
+    }
+  };
   let dbs = context.session();
-  let journalNext = firstFrom(dbs.journal, 'journal', lower);
+  let journalNext = firstFrom(dbs.heads, 'heads', lower);
   let snapshotNext = firstFrom(dbs.snapshots, 'snapshots', lower);
   while (journalNext !== undefined || snapshotNext !== undefined) {
     const order =
@@ -173,8 +172,8 @@ export async function* scanEntities(
     dbs = context.session();
     if (order <= 0 && journalNext !== undefined) {
       journalNext = firstFrom(
-        dbs.journal,
-        'journal',
+        dbs.heads,
+        'heads',
         after(journalNext.prefix),
       );
     }

@@ -5,7 +5,7 @@
  * StoreError naming the entity and the record: corrupt data is never
  * loaded silently and never crashes the process.
  */
-import { decodeRecord } from '../../src/codec/index.js';
+import { decodeRecord, encodeRecord } from '../../src/codec/index.js';
 import { StoreError, isShardchartError } from '../../src/errors.js';
 import type {
   DeadLetter,
@@ -17,32 +17,182 @@ import { quote } from './keys.js';
 
 /** Which record failed, for the error message and `details`. */
 interface RecordLocation {
-  /** Sub-database: 'journal', 'snapshots', 'wakeups' or 'dead-letters'. */
+  /** Sub-database: 'log', 'heads', 'meta', 'snapshots', 'wakeups' or 'dead-letters'. */
   readonly db: string;
   /** The entity the record belongs to, when known. */
   readonly key?: EntityKey;
   /** Journal seq or dead-letter number, when the record has one. */
-  readonly seq?: number;
+  readonly seq?: number | undefined;
+  /** Log position, for records of the log. */
+  readonly pos?: number;
 }
 
-/** Decodes a journal entry stored under `key`/`seq` and checks its shape. */
-export function decodeJournalEntry(
-  bytes: Uint8Array,
+/** Bytes of the previous-record pointer in front of a log record's frame. */
+export const LOG_PREV_BYTES = 8;
+
+/**
+ * One entity write in the log: the journal entries it appended (possibly
+ * none), the timer-index change it made, and the position of the entity's
+ * previous log record, which chains an entity's records newest to oldest.
+ */
+export interface LogRecord {
+  /** Position of this entity's previous log record; 0 for its first. */
+  readonly prev: number;
+  readonly key: EntityKey;
+  /** Seq of the first entry; the entries follow consecutively. */
+  readonly firstSeq: number;
+  readonly entries: readonly JournalEntry[];
+  /** New wake-up deadline, `null` to remove, `undefined` for no change. */
+  readonly wakeAt: number | null | undefined;
+}
+
+/**
+ * Encodes a log record, leaving its previous-record pointer to be filled in
+ * inside the write transaction (see {@link setLogPrev}): the frame's CRC
+ * covers everything else. A damaged pointer is caught when a read finds a
+ * record of another entity or a break in the seqs.
+ */
+export function encodeLogRecord(
   key: EntityKey,
-  seq: number,
-): JournalEntry {
-  const where = { db: 'journal', key, seq };
+  firstSeq: number,
+  entries: readonly JournalEntry[],
+  wakeAt: number | null | undefined,
+): Buffer {
+  const frame = encodeRecord(
+    wakeAt === undefined
+      ? { k: [key.type, key.id], s: firstSeq, e: entries }
+      : { k: [key.type, key.id], s: firstSeq, e: entries, w: wakeAt },
+  );
+  const value = Buffer.allocUnsafe(LOG_PREV_BYTES + frame.length);
+  value.set(frame, LOG_PREV_BYTES);
+  return value;
+}
+
+/** Writes the previous-record pointer of an encoded log record. */
+export function setLogPrev(value: Buffer, prev: number): void {
+  value.writeUInt32BE(Math.floor(prev / 0x1_0000_0000), 0);
+  value.writeUInt32BE(prev >>> 0, 4);
+}
+
+/**
+ * Decodes the log record at `pos`. `expected`, when given, is the entity the
+ * caller followed a chain for: a record of another entity means a damaged
+ * pointer.
+ */
+export function decodeLogRecord(
+  bytes: Uint8Array,
+  pos: number,
+  expected?: EntityKey,
+): LogRecord {
+  const where = { db: 'log', key: expected, seq: undefined, pos };
+  if (bytes.length < LOG_PREV_BYTES) {
+    throw corrupt(where, 'it is cut short', undefined, 'truncated');
+  }
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const prev = view.readUInt32BE(0) * 0x1_0000_0000 + view.readUInt32BE(4);
+  const value = decodeStored(bytes.subarray(LOG_PREV_BYTES), where);
+  if (
+    !isObject(value) ||
+    !Array.isArray(value.k) ||
+    value.k.length !== 2 ||
+    typeof value.k[0] !== 'string' ||
+    typeof value.k[1] !== 'string' ||
+    !Number.isSafeInteger(value.s) ||
+    !Array.isArray(value.e) ||
+    !(value.w === undefined || value.w === null || Number.isFinite(value.w)) ||
+    prev >= pos
+  ) {
+    throw corrupt(where, 'it is not a log record');
+  }
+  const key = { type: value.k[0], id: value.k[1] };
+  if (
+    expected !== undefined &&
+    (key.type !== expected.type || key.id !== expected.id)
+  ) {
+    throw corrupt(
+      where,
+      `it belongs to ${quote(key)}, so the chain of records pointing to it is damaged`,
+      undefined,
+      'chain',
+    );
+  }
+  const firstSeq = value.s as number;
+  const entries = value.e as unknown[];
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i];
+    if (
+      !isObject(entry) ||
+      entry.seq !== firstSeq + i ||
+      typeof entry.at !== 'number' ||
+      !isObject(entry.event) ||
+      typeof entry.event.type !== 'string'
+    ) {
+      throw corrupt(
+        { ...where, key, seq: firstSeq + i },
+        'it is not a journal entry with this seq',
+      );
+    }
+  }
+  return {
+    prev,
+    key,
+    firstSeq,
+    entries: entries as JournalEntry[],
+    wakeAt: value.w as number | null | undefined,
+  };
+}
+
+/** Where an entity's chain of log records starts, as checkpointed. */
+export interface HeadRecord {
+  /** Log position of the entity's newest record (0: none). */
+  readonly head: number;
+  /** Seq of its last journal entry (0: none). */
+  readonly lastSeq: number;
+}
+
+export function encodeHead(head: HeadRecord): Uint8Array {
+  return encodeRecord({ h: head.head, q: head.lastSeq });
+}
+
+export function decodeHead(bytes: Uint8Array, key: EntityKey): HeadRecord {
+  const where = { db: 'heads', key };
   const value = decodeStored(bytes, where);
   if (
     !isObject(value) ||
-    value.seq !== seq ||
-    typeof value.at !== 'number' ||
-    !isObject(value.event) ||
-    typeof value.event.type !== 'string'
+    !Number.isSafeInteger(value.h) ||
+    !Number.isSafeInteger(value.q) ||
+    (value.h as number) < 0 ||
+    (value.q as number) < 0
   ) {
-    throw corrupt(where, 'it is not a journal entry with this seq');
+    throw corrupt(where, 'it is not a head record');
   }
-  return value as unknown as JournalEntry;
+  return { head: value.h as number, lastSeq: value.q as number };
+}
+
+/**
+ * The store's own state: the layout version and the log position up to
+ * which the heads and wake-ups databases are up to date.
+ */
+export interface MetaRecord {
+  readonly format: number;
+  readonly checkpoint: number;
+}
+
+export function encodeMeta(meta: MetaRecord): Uint8Array {
+  return encodeRecord({ format: meta.format, checkpoint: meta.checkpoint });
+}
+
+export function decodeMeta(bytes: Uint8Array): MetaRecord {
+  const where = { db: 'meta' };
+  const value = decodeStored(bytes, where);
+  if (
+    !isObject(value) ||
+    !Number.isSafeInteger(value.format) ||
+    !Number.isSafeInteger(value.checkpoint)
+  ) {
+    throw corrupt(where, 'it is not the store state record');
+  }
+  return value as unknown as MetaRecord;
 }
 
 /** Decodes the snapshot stored for `key` and checks its shape. */
@@ -120,10 +270,11 @@ function corrupt(
   cause?: unknown,
   reason = 'shape',
 ): StoreError {
+  const at = where.pos === undefined ? '' : ` at log position ${where.pos}`;
   const record =
     where.key === undefined
-      ? `A record in '${where.db}'${where.seq === undefined ? '' : ` (number ${where.seq})`}`
-      : `The ${where.db} record of entity ${quote(where.key)}${where.seq === undefined ? '' : ` at seq ${where.seq}`}`;
+      ? `A record in '${where.db}'${where.seq === undefined ? '' : ` (number ${where.seq})`}${at}`
+      : `The ${where.db} record of entity ${quote(where.key)}${where.seq === undefined ? '' : ` at seq ${where.seq}`}${at}`;
   const remedy =
     where.key === undefined
       ? 'Restore the store from a backup.'
@@ -137,6 +288,7 @@ function corrupt(
         db: where.db,
         key: where.key,
         seq: where.seq,
+        pos: where.pos,
         reason,
       },
     },

@@ -154,6 +154,12 @@ export interface Store {
   appendDeadLetter(letter: DeadLetter): Promise<void>;
   /** Dead letters, oldest first; `limit` defaults to 1000. */
   readDeadLetters(options?: { key?: EntityKey; limit?: number }): Promise<DeadLetter[]>;
+  /**
+   * The engine passivated the entity and will read it again before its next
+   * write: the store may drop what it keeps in memory about it (seq caches).
+   * Optional; a hint, never needed for correctness.
+   */
+  forget?(key: EntityKey): void;
   /** Flushes pending writes and releases the storage. Idempotent. */
   close(): Promise<void>;
   /** Approximate bytes used on disk (or in memory). */

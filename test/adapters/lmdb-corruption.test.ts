@@ -16,8 +16,9 @@ import { lmdbStore } from '../../adapters/lmdb/index.js';
 import {
   deadLetterKey,
   encodeEntity,
-  journalKey,
+  logKey,
 } from '../../adapters/lmdb/keys.js';
+import { encodeLogRecord } from '../../adapters/lmdb/records.js';
 import { encodeRecord } from '../../src/codec/index.js';
 import { isShardchartError } from '../../src/errors.js';
 import type {
@@ -66,25 +67,23 @@ afterEach(async () => {
 });
 
 describe('lmdb corruption', () => {
+  // Each entity write is one log record: A's is at position 1, B's at 2.
   it('journal - a flipped bit fails the read of that entity only', async () => {
-    await damage('journal', journalKey(prefixOf(A), 2), flipBit);
+    await damage('log', logKey(1), flipBit);
     store = lmdbStore({ path });
 
     const error = await rejectionOf(collect(store.journal.read(A, 1)));
     expectCorrupt(error, A, 'checksum');
     expect((error as Error).message).toContain("'order/a'");
     expect((error as Error).message).toMatch(/backup/);
-    // Entries before the damage, the seq index and other entities still read.
-    expect(await collect(store.journal.read(A, 1, 1))).toHaveLength(1);
+    // The seq index and other entities still read.
     expect(await store.journal.lastSeq(A)).toBe(3);
     expect(await collect(store.journal.read(B, 1))).toHaveLength(3);
     expect(await store.snapshots.load(B)).toEqual(snapshotAt(3, 'b'));
   });
 
   it('journal - a value cut short is reported as corrupt', async () => {
-    await damage('journal', journalKey(prefixOf(A), 1), (bytes) =>
-      bytes.subarray(0, 3),
-    );
+    await damage('log', logKey(1), (bytes) => bytes.subarray(0, 3));
     store = lmdbStore({ path });
     expectCorrupt(
       await rejectionOf(collect(store.journal.read(A, 1))),
@@ -95,14 +94,27 @@ describe('lmdb corruption', () => {
   });
 
   it('journal - a valid frame holding another seq is reported as corrupt', async () => {
-    await damage('journal', journalKey(prefixOf(A), 3), () =>
-      encodeRecord({ seq: 9, at: 0, event: { type: 'CHANGED' } }),
+    await damage('log', logKey(1), () =>
+      encodeLogRecord(A, 1, [{ seq: 9, at: 0, event: { type: 'CHANGED' } }], undefined).fill(0, 0, 8),
     );
     store = lmdbStore({ path });
     expectCorrupt(
       await rejectionOf(collect(store.journal.read(A, 1))),
       A,
       'shape',
+    );
+  });
+
+  it('journal - a record of another entity in the chain is reported as corrupt', async () => {
+    await damage('log', logKey(1), () => {
+      const bytes = encodeLogRecord(B, 1, [1, 2, 3].map((seq) => ({ seq, at: seq, event: { type: 'CHANGED' } })), undefined);
+      return bytes.fill(0, 0, 8);
+    });
+    store = lmdbStore({ path });
+    expectCorrupt(
+      await rejectionOf(collect(store.journal.read(A, 1))),
+      A,
+      'chain',
     );
   });
 

@@ -107,7 +107,9 @@ export function systemOptions(dir: string) {
   return {
     name: 'crash',
     entities: { [ENTITY_TYPE]: counterMachine },
-    store: lmdbStore({ path: dir }),
+    // A checkpoint every 64 log records, so kills land before, during and
+    // after checkpoints and every restart replays part of the log.
+    store: lmdbStore({ path: dir, checkpointRecords: 64 }),
     snapshotEvery: SNAPSHOT_EVERY,
     dedupeWindow: DEDUPE_WINDOW,
     liveEntitiesMax: LIVE_ENTITIES_MAX,
