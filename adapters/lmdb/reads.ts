@@ -4,7 +4,7 @@
  * pins an old LMDB snapshot, and each chunk checks that the store is still
  * open. Every value is decoded and shape-checked before it is handed out.
  */
-import { ConfigError, StoreError } from '../../src/errors.js';
+import { ConfigError } from '../../src/errors.js';
 import type {
   DeadLetter,
   EntityKey,
@@ -20,7 +20,6 @@ import {
   describe,
   encodeTypePrefix,
   prefixEnd,
-  quote,
   type EncodedEntity,
 } from './keys.js';
 import { walkJournal } from './log.js';
@@ -67,7 +66,7 @@ export async function* readJournal(
   // transactions; each chunk checks that the store is still open.
   let count = 0;
   for (const entry of walkJournal(
-    context.session,
+    () => context.session(),
     key,
     head,
     Math.max(1, fromSeq),

@@ -19,7 +19,6 @@ import {
   logKey,
 } from '../../adapters/lmdb/keys.js';
 import { encodeLogRecord } from '../../adapters/lmdb/records.js';
-import { encodeRecord } from '../../src/codec/index.js';
 import { isShardchartError } from '../../src/errors.js';
 import type {
   EntityKey,
