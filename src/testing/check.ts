@@ -10,7 +10,7 @@ import { defaultJumps, defaultWeights, eventArbitrary, graphSamples, pathSteps, 
 import { CHECK_ENTITY_ID, CHECK_ENTITY_TYPE, runSteps, type RunConfig } from './harness.js';
 import { getTestPaths } from './paths.js';
 import { failureSignature, formatFailure, minimize } from './report.js';
-import type { CheckMachineOptions, CheckReport, CheckStep, Invariant } from './types.js';
+import type { CheckFailure, CheckMachineOptions, CheckReport, CheckStep, Invariant } from './types.js';
 import { assertMachine, intOption } from './validate.js';
 
 const FN = 'checkMachine';
@@ -19,7 +19,8 @@ const STEPS_MAX = 24;
 const SETTLE_TURNS_MAX = 200;
 const TIMER_FIRINGS_MAX = 1_000;
 const SNAPSHOT_EVERY: readonly number[] = [1, 3, 100];
-const GRAPH_DEPTH_MAX = 10;
+const GRAPH_DEPTH_MAX = 12;
+const GRAPH_STATES_MAX = 300;
 const GRAPH_PATHS_MAX = 200;
 
 /**
@@ -85,21 +86,25 @@ export async function checkMachine(machine: AnyStateMachine, options: CheckMachi
   const paths = graphPathSteps(machine, options, input(CHECK_ENTITY_ID));
   const sequences = step ? sequenceArbitrary(step, fault, paths, stepsMax) : fc.constant<CheckStep[]>([]);
 
-  let steps = 0;
+  const stepKinds: CheckReport['stepKinds'] = { send: 0, advance: 0, passivate: 0, restart: 0 };
+  let timerEvents = 0;
   const property = fc.asyncProperty(sequences, fc.constantFrom(...snapshotEvery), async (list, every) => {
     const result = await runSteps({ ...config, snapshotEvery: every }, list);
-    steps += result.stepsRun;
+    for (const k of Object.keys(stepKinds) as CheckStep['kind'][]) stepKinds[k] += result.stepKinds[k];
+    timerEvents += result.timerEvents;
     return result.failure === undefined;
   });
   const examples = (options.examples ?? []).flatMap((ex) => snapshotEvery.map((every): [CheckStep[], number] => [[...ex], every]));
   const details = await fc.check(property, {
-    numRuns: runs,
+    // fast-check counts examples among the runs.
+    numRuns: runs + examples.length,
     examples,
     ...(options.seed !== undefined ? { seed: options.seed } : {}),
     ...(options.path !== undefined ? { path: options.path } : {}),
   });
   if (!details.failed) {
-    return { runs: details.numRuns, steps, seed: details.seed, graphPaths: paths.length };
+    const steps = Object.values(stepKinds).reduce((a, b) => a + b, 0);
+    return { runs: details.numRuns, steps, seed: details.seed, graphPaths: paths.length, stepKinds, timerEvents };
   }
   if (!details.counterexample) {
     // The property threw outside a run (fast-check itself failed).
@@ -109,25 +114,31 @@ export async function checkMachine(machine: AnyStateMachine, options: CheckMachi
     });
   }
   const [found, every] = details.counterexample;
-  const runConfig: RunConfig = { ...config, snapshotEvery: every };
-  const first = (await runSteps(runConfig, found)).failure;
+  const failureWith = async (steps: readonly CheckStep[], n: number) => (await runSteps({ ...config, snapshotEvery: n }, steps)).failure;
+  const first = await failureWith(found, every);
   if (!first) {
     throw new CheckFailedError(
       `${FN}: a step list failed once and passed when run again, so the machine (or an invoked actor) is not deterministic. Seed ${details.seed}, path ${JSON.stringify(details.counterexamplePath)}; steps: ${JSON.stringify(found)}`,
       { details: { seed: details.seed, path: details.counterexamplePath, steps: found, snapshotEvery: every } },
     );
   }
+  // Shrink under the interval that failed, then under the others: a bug
+  // that shows only when replay starts before some step may need fewer
+  // steps when snapshots are rarer (or more frequent).
   const signature = failureSignature(first);
-  const shrunk = await minimize(found, async (candidate) => {
-    const f = (await runSteps(runConfig, candidate)).failure;
-    return f !== undefined && failureSignature(f) === signature;
-  });
-  const failure = (await runSteps(runConfig, shrunk)).failure ?? first;
+  const sameBug = (f: CheckFailure | undefined): boolean => f !== undefined && failureSignature(f) === signature;
+  let best = { steps: await minimize(found, async (c) => sameBug(await failureWith(c, every))), every };
+  for (const other of snapshotEvery) {
+    if (other === every || !sameBug(await failureWith(found, other))) continue;
+    const steps = await minimize(found, async (c) => sameBug(await failureWith(c, other)));
+    if (steps.length < best.steps.length) best = { steps, every: other };
+  }
+  const failure = (await failureWith(best.steps, best.every)) ?? first;
   const report = {
     failure,
-    steps: shrunk,
+    steps: best.steps,
     originalLength: found.length,
-    snapshotEvery: every,
+    snapshotEvery: best.every,
     seed: details.seed,
     path: details.counterexamplePath ?? '',
   };
@@ -148,11 +159,15 @@ function graphPathSteps(machine: AnyStateMachine, options: CheckMachineOptions, 
   if (options.graphPaths === false) return [];
   const limits = typeof options.graphPaths === 'object' ? options.graphPaths : {};
   const samples = graphSamples(options.events);
+  // One path per state value by default: contexts multiply states without
+  // adding much that random sequences do not cover, and each explored
+  // state costs a pure transition per event.
   const paths = getTestPaths(machine, {
-    kind: limits.kind ?? 'both',
+    kind: limits.kind ?? 'shortest',
     depthMax: limits.depthMax ?? GRAPH_DEPTH_MAX,
+    statesMax: limits.statesMax ?? GRAPH_STATES_MAX,
     pathsMax: limits.pathsMax ?? GRAPH_PATHS_MAX,
-    ...(limits.statesMax !== undefined ? { statesMax: limits.statesMax } : {}),
+    serializeState: limits.serializeState ?? ((s) => JSON.stringify([s.value, s.status])),
     ...(samples ? { events: samples } : {}),
     input,
   });

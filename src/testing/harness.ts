@@ -50,8 +50,10 @@ export interface RunConfig {
 
 export interface RunResult {
   failure: CheckFailure | undefined;
-  /** Steps completed (a failing step included). */
-  stepsRun: number;
+  /** Steps completed per kind (a failing step included). */
+  stepKinds: Record<CheckStep['kind'], number>;
+  /** Delayed events the plain actor processed. */
+  timerEvents: number;
 }
 
 const macrotask = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -64,12 +66,26 @@ async function answer<T>(p: Promise<T>, what: string): Promise<T> {
   const tracked = p.finally(() => {
     settled = true;
   });
-  for (let turn = 0; turn < ANSWER_TURNS_MAX && !settled; turn++) await macrotask();
-  if (!settled) {
-    tracked.catch(() => undefined);
+  // Most answers come within microtasks: the race returns them at once,
+  // and the watchdog stops at its next turn.
+  const watchdog = (async (): Promise<never> => {
+    for (let turn = 0; turn < ANSWER_TURNS_MAX; turn++) {
+      await macrotask();
+      if (settled) return new Promise<never>(() => undefined);
+    }
     throw new Hung(`${what} did not answer within ${ANSWER_TURNS_MAX} macrotask turns (hung)`);
+  })();
+  return Promise.race([tracked, watchdog]);
+}
+
+/** True while an invoked promise, callback or observable runs in the actor tree. */
+function hasInvocationInFlight(snapshot: { children?: Record<string, AnyActorRef> }): boolean {
+  for (const child of Object.values(snapshot.children ?? {})) {
+    const s = child.getSnapshot() as { status: string; value?: unknown; children?: Record<string, AnyActorRef> };
+    if (s.status !== 'active') continue;
+    if (!('value' in s) || hasInvocationInFlight(s)) return true;
   }
-  return tracked;
+  return false;
 }
 
 export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Promise<RunResult> {
@@ -82,7 +98,9 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
 
   // ------------------------------------------------------------ plain side
   let plainError: unknown;
+  let timerEvents = 0;
   const onPlain = (snapshot: AnyMachineSnapshot, event: AnyEventObject): void => {
+    if (event.type.startsWith('xstate.after.')) timerEvents++;
     if (failure || snapshot.status === 'error') return;
     const state = viewOf(snapshot);
     for (const [name, invariant] of cfg.invariants) {
@@ -133,14 +151,21 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
   };
   let side = await open();
 
+  /**
+   * Lets both sides finish what a step started: macrotask turns pass until
+   * nothing has changed for QUIET_TURNS turns (one turn when no invocation
+   * is in flight on the plain side, the common case).
+   */
   const settle = async (): Promise<void> => {
     let quiet = 0;
     let last: unknown[] = [];
-    for (let turn = 0; turn < cfg.settleTurnsMax && quiet < QUIET_TURNS; turn++) {
+    for (let turn = 0; turn < cfg.settleTurnsMax; turn++) {
       await macrotask();
-      const sig = [actor.getSnapshot(), changes, clock.nextDeadline(), side.ref.isLive()];
+      const snap = actor.getSnapshot() as AnyMachineSnapshot;
+      const sig = [snap, changes, clock.nextDeadline(), side.ref.isLive()];
       quiet = sig.every((v, i) => v === last[i]) ? quiet + 1 : 0;
       last = sig;
+      if (quiet >= (hasInvocationInFlight(snap) ? QUIET_TURNS : 1)) return;
     }
   };
 
@@ -211,7 +236,7 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
     return failure ?? (await compare());
   };
 
-  let stepsRun = 0;
+  const stepKinds: RunResult['stepKinds'] = { send: 0, advance: 0, passivate: 0, restart: 0 };
   try {
     actor.start();
     // Activate the entity now, so its initial timers start when the plain
@@ -223,7 +248,7 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
       if (failure) break;
       index++;
       step = s;
-      stepsRun++;
+      stepKinds[s.kind]++;
       failure ??= await run(s);
     }
   } catch (err) {
@@ -232,5 +257,5 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
     actor.stop();
     await answer(side.system.stop(), 'system.stop()').catch(() => undefined);
   }
-  return { failure, stepsRun };
+  return { failure, stepKinds, timerEvents };
 }

@@ -58,7 +58,12 @@ export function getTestPaths<TMachine extends AnyStateMachine>(
   const depthMax = intOption(FN, 'depthMax', options.depthMax, DEPTH_MAX, 0);
   const statesMax = intOption(FN, 'statesMax', options.statesMax, STATES_MAX);
   const pathsMax = intOption(FN, 'pathsMax', options.pathsMax, PATHS_MAX);
-  const logic = createTimedLogic(machine, options.input, options.timers ?? true);
+  const logic = createTimedLogic(
+    machine,
+    options.input,
+    options.timers ?? true,
+    options.serializeState as ((s: TimedState['snapshot']) => string) | undefined,
+  );
   const toState = options.toState as ((s: unknown) => boolean) | undefined;
 
   const traversal = () => {

@@ -91,7 +91,12 @@ function earliest(timers: readonly ModelTimer[]): ModelTimer | undefined {
  * Builds the model of `machine`. With `timers: false` delayed events are
  * never offered and the pending set stays empty.
  */
-export function createTimedLogic(machine: AnyStateMachine, input: unknown, withTimers: boolean) {
+export function createTimedLogic(
+  machine: AnyStateMachine,
+  input: unknown,
+  withTimers: boolean,
+  key?: (snapshot: AnyMachineSnapshot) => string,
+) {
   let order = 0;
   const nextOrder = (): number => ++order;
 
@@ -144,10 +149,11 @@ export function createTimedLogic(machine: AnyStateMachine, input: unknown, withT
     },
     /** Identity of a state: value, context, children and the pending timers. */
     serialize(state: TimedState): string {
-      const { value, context, status, children } = state.snapshot;
       const timers = [...state.timers]
         .sort((a, b) => a.remainingMs - b.remainingMs || a.order - b.order)
         .map((t) => [t.id, t.remainingMs]);
+      if (key) return `${key(state.snapshot)}|${JSON.stringify(timers)}`;
+      const { value, context, status, children } = state.snapshot;
       return JSON.stringify({ value, context, status, children: Object.keys(children ?? {}).sort(), timers });
     },
   };

@@ -116,6 +116,15 @@ export interface TestPathsOptions<
   pathsMax?: number;
   /** Model `after` timers and delayed raises as timer steps. Default true. */
   timers?: boolean;
+  /**
+   * The identity of a state: states with the same key are one node of the
+   * graph. Default: value and context, as in `xstate/graph`. A coarser key
+   * (`(s) => JSON.stringify(s.value)`) gives one path per configuration
+   * and explores far fewer states. Pending timers are always part of the
+   * identity. Paths are replayed from the start, so every step's state is
+   * the real one whatever the key.
+   */
+  serializeState?: (state: SnapshotFrom<TMachine>) => string;
 }
 
 // ------------------------------------------------------------ checkMachine
@@ -225,8 +234,12 @@ export interface CheckMachineOptions {
   weights?: Partial<Record<CheckStep['kind'], number>>;
   /** Clock jumps to pick from. Default: each delay of the machine, ±1 ms, and 1 ms. */
   clockJumpsMs?: readonly number[];
-  /** Seed sequences from graph paths (see getTestPaths). Default true. */
-  graphPaths?: boolean | Pick<TestPathsOptions, 'kind' | 'depthMax' | 'pathsMax' | 'statesMax'>;
+  /**
+   * Seed sequences from graph paths (see getTestPaths). Default: shortest
+   * paths to every state value (context is not part of the identity),
+   * depth 12, 300 states at most.
+   */
+  graphPaths?: boolean | Pick<TestPathsOptions, 'kind' | 'depthMax' | 'pathsMax' | 'statesMax' | 'serializeState'>;
   /** Snapshot intervals the entity side is run with (one per sequence). Default [1, 3, 100]. */
   snapshotEvery?: readonly number[];
   /** Macrotask turns to wait for invoked actors to settle after a step. Default 200. */
@@ -261,6 +274,10 @@ export interface CheckReport {
   seed: number;
   /** Graph paths the generator could start from. */
   graphPaths: number;
+  /** Steps run per kind, to see that faults were injected. */
+  stepKinds: Record<CheckStep['kind'], number>;
+  /** Delayed events (`after` timers) the plain actor processed. */
+  timerEvents: number;
 }
 
 /** Why a run failed; carried in `CheckFailedError.details.failure`. */
