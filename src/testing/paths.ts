@@ -9,7 +9,7 @@
  * machines) and stops at `pathsMax` and `depthMax`.
  */
 import type { ActorLogic, AnyEventObject, AnyStateMachine, SnapshotFrom } from 'xstate';
-import { getAdjacencyMap, getShortestPaths, type AdjacencyMap, type StatePath } from 'xstate/graph';
+import { getAdjacencyMap, getShortestPaths, type AdjacencyMap } from 'xstate/graph';
 import { ConfigError } from '../errors.js';
 import { eventsFor } from './event-types.js';
 import { createTimedLogic, TIMER_STEP_TYPE, type TimedLogic, type TimedState } from './timed-logic.js';
@@ -86,6 +86,7 @@ export function getTestPaths<TMachine extends AnyStateMachine>(
   };
   const graphLogic = asActorLogic(logic);
   const out: TestPath<TMachine>[] = [];
+  const replayRoot: ReplayNode = { state: logic.initial(), next: new Map() };
   const seen = new Set<string>();
   const add = (path: TestPath<TMachine>): void => {
     const key = JSON.stringify(path.steps.map((s) => s.event));
@@ -98,14 +99,16 @@ export function getTestPaths<TMachine extends AnyStateMachine>(
       ...traversal(),
       ...(toState ? { toState: (s: TimedState) => toState(s.snapshot) } : {}),
     });
-    for (const p of found) add(fromXStatePath<TMachine>(p, logic, 'shortest'));
+    // xstate/graph's steps start with the initial state (event
+    // xstate.init), then hold the state after each event.
+    for (const p of found) add(toTestPath<TMachine>(p.steps.slice(1).map((s) => s.event), logic, replayRoot, 'shortest'));
   }
   if (kind !== 'shortest') {
     const adjacency = getAdjacencyMap(graphLogic, traversal());
     const initial = logic.initial();
     for (const p of simplePaths(adjacency, logic, initial, depthMax, pathsMax)) {
       if (toState && !toState(p.state.snapshot)) continue;
-      add(toTestPath<TMachine>(p.steps.map((s) => s.event), logic, 'simple'));
+      add(toTestPath<TMachine>(p.steps.map((s) => s.event), logic, replayRoot, 'simple'));
     }
   }
   return out;
@@ -177,36 +180,41 @@ function simplePaths(
   return out;
 }
 
-function fromXStatePath<TMachine extends AnyStateMachine>(
-  p: StatePath<GraphState, AnyEventObject>,
-  logic: TimedLogic,
-  kind: TestPath['kind'],
-): TestPath<TMachine> {
-  // xstate/graph's steps start with the initial state (event xstate.init)
-  // and then hold the state after each event.
-  return toTestPath<TMachine>(p.steps.slice(1).map((s) => s.event), logic, kind);
+/** A prefix tree of replayed states: paths share prefixes, so each is replayed once. */
+interface ReplayNode {
+  state: TimedState;
+  next: Map<string, ReplayNode>;
 }
 
 /**
  * Replays the events of a path through the model. xstate/graph keeps one
  * state object per serialized state, so a state it hands back may have been
- * reached another way; replaying gives each timer step its own delay and
- * fired events.
+ * reached another way (with a coarse `serializeState`, even with another
+ * context); replaying gives every step its real state, and each timer step
+ * its own delay and fired events.
  */
 function toTestPath<TMachine extends AnyStateMachine>(
   events: readonly AnyEventObject[],
   logic: TimedLogic,
+  root: ReplayNode,
   kind: TestPath['kind'],
 ): TestPath<TMachine> {
-  let cur = logic.initial();
+  let node = root;
   const steps = events.map((event): TestStep<TMachine> => {
-    cur = logic.transition(cur, event);
+    const key = JSON.stringify(event);
+    let next = node.next.get(key);
+    if (!next) {
+      next = { state: logic.transition(node.state, event), next: new Map() };
+      node.next.set(key, next);
+    }
+    node = next;
+    const cur = node.state;
     const state = cur.snapshot as SnapshotFrom<TMachine>;
     if (event.type !== TIMER_STEP_TYPE) return { event, state };
     const fired = cur.timerEvents ?? [];
     return { event: fired[0] ?? event, state, delayMs: cur.delayMs ?? 0, timerEvents: fired };
   });
-  const state = cur.snapshot as SnapshotFrom<TMachine>;
+  const state = node.state.snapshot as SnapshotFrom<TMachine>;
   return { state, steps, kind, description: describePath(state, steps) };
 }
 
