@@ -18,8 +18,7 @@ export interface BatchEmitted<TItem = unknown> extends Batch<TItem> {
 
 /** Events a batch machine accepts. */
 export type BatchEvent<TItem = unknown> =
-  | { type: 'ADD'; item: TItem }
-  | { type: 'FLUSH' };
+  { type: 'ADD'; item: TItem } | { type: 'FLUSH' };
 
 /**
  * Plain data only, so the machine can be an entity. `received` and `emitted`
@@ -81,7 +80,9 @@ export const batchDefaults = {
  * batcher.send({ type: 'ADD', item: 'b' });
  * ```
  */
-export function createBatchMachine<TItem = unknown>(options: BatchMachineOptions) {
+export function createBatchMachine<TItem = unknown>(
+  options: BatchMachineOptions,
+) {
   const { sizeMax, waitMs } = options;
   const historyMax = options.historyMax ?? batchDefaults.historyMax;
   checkInteger('sizeMax', sizeMax, 1, batchDefaults.sizeMaxLimit);
@@ -103,24 +104,35 @@ export function createBatchMachine<TItem = unknown>(options: BatchMachineOptions
     },
     actions: {
       addItem: assign({
-        items: ({ context, event }) => (event.type === 'ADD' ? [...context.items, event.item] : context.items),
-        received: ({ context, event }) => (event.type === 'ADD' ? context.received + 1 : context.received),
+        items: ({ context, event }) =>
+          event.type === 'ADD' ? [...context.items, event.item] : context.items,
+        received: ({ context, event }) =>
+          event.type === 'ADD' ? context.received + 1 : context.received,
       }),
-      emitBatch: enqueueActions(({ context, enqueue, self }, params: { reason: BatchReason }) => {
-        if (context.items.length === 0) return;
-        const batch: Batch<TItem> = { seq: context.batchSeq + 1, items: context.items, reason: params.reason };
-        enqueue.assign({
-          items: [],
-          batchSeq: batch.seq,
-          batches: historyMax === 0 ? [] : [...context.batches, batch].slice(-historyMax),
-          emitted: context.emitted + batch.items.length,
-        });
-        enqueue.emit({ type: 'BATCH', ...batch });
-        // sendParent throws without a parent, and a root entity has none.
-        // The check runs when the action is resolved; replay has no parent
-        // either, and never executes the send, so it stays pure.
-        if (self._parent) enqueue.sendParent({ type: 'BATCH', ...batch });
-      }),
+      emitBatch: enqueueActions(
+        ({ context, enqueue, self }, params: { reason: BatchReason }) => {
+          if (context.items.length === 0) return;
+          const batch: Batch<TItem> = {
+            seq: context.batchSeq + 1,
+            items: context.items,
+            reason: params.reason,
+          };
+          enqueue.assign({
+            items: [],
+            batchSeq: batch.seq,
+            batches:
+              historyMax === 0
+                ? []
+                : [...context.batches, batch].slice(-historyMax),
+            emitted: context.emitted + batch.items.length,
+          });
+          enqueue.emit({ type: 'BATCH', ...batch });
+          // sendParent throws without a parent, and a root entity has none.
+          // The check runs when the action is resolved; replay has no parent
+          // either, and never executes the send, so it stays pure.
+          if (self._parent) enqueue.sendParent({ type: 'BATCH', ...batch });
+        },
+      ),
     },
   }).createMachine({
     id: options.id ?? 'batch',
@@ -134,25 +146,49 @@ export function createBatchMachine<TItem = unknown>(options: BatchMachineOptions
     initial: 'idle',
     states: {
       idle: {
-        on: { ADD: { guard: 'hasItem', target: 'collecting', actions: 'addItem' } },
+        on: {
+          ADD: { guard: 'hasItem', target: 'collecting', actions: 'addItem' },
+        },
       },
       collecting: {
         // A full batch leaves at once: the timer of the next batch starts
         // with its own first item.
-        always: { guard: 'isFull', target: 'idle', actions: { type: 'emitBatch', params: { reason: 'full' } } },
-        after: { batchWait: { target: 'idle', actions: { type: 'emitBatch', params: { reason: 'timeout' } } } },
+        always: {
+          guard: 'isFull',
+          target: 'idle',
+          actions: { type: 'emitBatch', params: { reason: 'full' } },
+        },
+        after: {
+          batchWait: {
+            target: 'idle',
+            actions: { type: 'emitBatch', params: { reason: 'timeout' } },
+          },
+        },
         on: {
           // Targetless: a later item must not restart the first item's timer.
           ADD: { guard: 'hasItem', actions: 'addItem' },
-          FLUSH: { target: 'idle', actions: { type: 'emitBatch', params: { reason: 'flush' } } },
+          FLUSH: {
+            target: 'idle',
+            actions: { type: 'emitBatch', params: { reason: 'flush' } },
+          },
         },
       },
     },
   });
 }
 
-function checkInteger(name: string, value: unknown, min: number, max: number): void {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+function checkInteger(
+  name: string,
+  value: unknown,
+  min: number,
+  max: number,
+): void {
+  if (
+    typeof value !== 'number' ||
+    !Number.isInteger(value) ||
+    value < min ||
+    value > max
+  ) {
     throw new ConfigError(
       `createBatchMachine: ${name} must be an integer from ${min} to ${max}; got ${JSON.stringify(value)}.`,
       { details: { option: name, value } },

@@ -13,14 +13,21 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { assign, createActor, sendTo, setup } from 'xstate';
-import { createActorSystem, createSimulatedClock, type SimulatedClock } from '../../src/index.js';
+import {
+  createActorSystem,
+  createSimulatedClock,
+  type SimulatedClock,
+} from '../../src/index.js';
 import { memoryStore } from '../../adapters/memory/index.js';
 import { createBatchMachine, type BatchEmitted } from './index.js';
 
 const runs = Number(process.env.SHARDCHART_PROPERTY_RUNS ?? 25);
 const logger = pino({ level: 'silent' });
 
-function plainBatcher(options: { sizeMax: number; waitMs: number; historyMax?: number }, clock: SimulatedClock) {
+function plainBatcher(
+  options: { sizeMax: number; waitMs: number; historyMax?: number },
+  clock: SimulatedClock,
+) {
   const actor = createActor(createBatchMachine<number>(options), { clock });
   const emitted: (BatchEmitted<number> & { at: number })[] = [];
   actor.on('BATCH', (b) => emitted.push({ ...b, at: clock.now() }));
@@ -31,29 +38,42 @@ function plainBatcher(options: { sizeMax: number; waitMs: number; historyMax?: n
 describe('batch machine as a plain actor', () => {
   it('batch - emits a full batch at sizeMax, at once', () => {
     const clock = createSimulatedClock(0);
-    const { actor, emitted } = plainBatcher({ sizeMax: 3, waitMs: 1_000 }, clock);
+    const { actor, emitted } = plainBatcher(
+      { sizeMax: 3, waitMs: 1_000 },
+      clock,
+    );
     for (const n of [1, 2, 3, 4]) actor.send({ type: 'ADD', item: n });
-    expect(emitted).toEqual([{ type: 'BATCH', seq: 1, items: [1, 2, 3], reason: 'full', at: 0 }]);
+    expect(emitted).toEqual([
+      { type: 'BATCH', seq: 1, items: [1, 2, 3], reason: 'full', at: 0 },
+    ]);
     expect(actor.getSnapshot().value).toBe('collecting');
     expect(actor.getSnapshot().context.items).toEqual([4]);
   });
 
   it('batch - the first item starts the wait; later items do not extend it', () => {
     const clock = createSimulatedClock(0);
-    const { actor, emitted } = plainBatcher({ sizeMax: 10, waitMs: 1_000 }, clock);
+    const { actor, emitted } = plainBatcher(
+      { sizeMax: 10, waitMs: 1_000 },
+      clock,
+    );
     actor.send({ type: 'ADD', item: 1 });
     clock.advance(600);
     actor.send({ type: 'ADD', item: 2 });
     clock.advance(399);
     expect(emitted).toEqual([]);
     clock.advance(1);
-    expect(emitted).toEqual([{ type: 'BATCH', seq: 1, items: [1, 2], reason: 'timeout', at: 1_000 }]);
+    expect(emitted).toEqual([
+      { type: 'BATCH', seq: 1, items: [1, 2], reason: 'timeout', at: 1_000 },
+    ]);
     expect(actor.getSnapshot().value).toBe('idle');
   });
 
   it('batch - FLUSH emits what is pending, and nothing when empty', () => {
     const clock = createSimulatedClock(0);
-    const { actor, emitted } = plainBatcher({ sizeMax: 10, waitMs: 1_000 }, clock);
+    const { actor, emitted } = plainBatcher(
+      { sizeMax: 10, waitMs: 1_000 },
+      clock,
+    );
     actor.send({ type: 'FLUSH' });
     actor.send({ type: 'ADD', item: 7 });
     actor.send({ type: 'FLUSH' });
@@ -73,7 +93,10 @@ describe('batch machine as a plain actor', () => {
 
   it('batch - context keeps the last historyMax batches and the batch seq', () => {
     const clock = createSimulatedClock(0);
-    const { actor } = plainBatcher({ sizeMax: 1, waitMs: 1_000, historyMax: 2 }, clock);
+    const { actor } = plainBatcher(
+      { sizeMax: 1, waitMs: 1_000, historyMax: 2 },
+      clock,
+    );
     for (const n of [1, 2, 3]) actor.send({ type: 'ADD', item: n });
     const c = actor.getSnapshot().context;
     expect(c.batchSeq).toBe(3);
@@ -89,7 +112,9 @@ describe('batch machine as a plain actor', () => {
       { sizeMax: 1, waitMs: 1, historyMax: -1 },
       { sizeMax: 1, waitMs: Number.NaN },
     ]) {
-      expect(() => createBatchMachine(bad), JSON.stringify(bad)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
+      expect(() => createBatchMachine(bad), JSON.stringify(bad)).toThrow(
+        expect.objectContaining({ code: 'CONFIG_INVALID' }),
+      );
     }
   });
 });
@@ -99,19 +124,30 @@ function parentMachine() {
   return setup({
     types: {
       context: {} as { got: { items: number[]; reason: string }[] },
-      events: {} as { type: 'ITEM'; n: number } | { type: 'DONE' } | BatchEmitted<number>,
+      events: {} as
+        { type: 'ITEM'; n: number } | { type: 'DONE' } | BatchEmitted<number>,
     },
-    actors: { batcher: createBatchMachine<number>({ sizeMax: 3, waitMs: 1_000 }) },
+    actors: {
+      batcher: createBatchMachine<number>({ sizeMax: 3, waitMs: 1_000 }),
+    },
   }).createMachine({
     id: 'parent',
     context: { got: [] },
     invoke: { id: 'batcher', src: 'batcher' },
     on: {
-      ITEM: { actions: sendTo('batcher', ({ event }) => ({ type: 'ADD', item: event.n })) },
+      ITEM: {
+        actions: sendTo('batcher', ({ event }) => ({
+          type: 'ADD',
+          item: event.n,
+        })),
+      },
       DONE: { actions: sendTo('batcher', { type: 'FLUSH' }) },
       BATCH: {
         actions: assign({
-          got: ({ context, event }) => [...context.got, { items: event.items, reason: event.reason }],
+          got: ({ context, event }) => [
+            ...context.got,
+            { items: event.items, reason: event.reason },
+          ],
         }),
       },
     },
@@ -135,16 +171,27 @@ describe('batch machine invoked as a child', () => {
 
   it("batch - inside a parent entity, the child's timer is durable across passivation", async () => {
     const clock = createSimulatedClock(0);
-    const system = await createActorSystem({ name: 't', entities: { p: parentMachine() }, store: memoryStore(), clock, logger, passivateAfterMs: 0 });
+    const system = await createActorSystem({
+      name: 't',
+      entities: { p: parentMachine() },
+      store: memoryStore(),
+      clock,
+      logger,
+      passivateAfterMs: 0,
+    });
     const ref = system.entity('p', 'a');
     for (const n of [1, 2, 3, 4]) await ref.send({ type: 'ITEM', n });
-    expect((await ref.snapshot()).context.got).toEqual([{ items: [1, 2, 3], reason: 'full' }]);
+    expect((await ref.snapshot()).context.got).toEqual([
+      { items: [1, 2, 3], reason: 'full' },
+    ]);
     clock.advance(400);
     expect(await ref.passivate()).toBe(true);
     clock.advance(599);
     expect((await ref.snapshot()).context.got).toHaveLength(1);
     clock.advance(1);
-    const s = await ref.waitFor((st) => st.context.got.length === 2, { timeoutMs: 1_000 });
+    const s = await ref.waitFor((st) => st.context.got.length === 2, {
+      timeoutMs: 1_000,
+    });
     expect(s.context.got[1]).toEqual({ items: [4], reason: 'timeout' });
     await system.stop();
   });
@@ -154,7 +201,16 @@ describe('batch machine as an entity', () => {
   it('batch - a passivated entity wakes at the deadline and emits the timeout batch into its context', async () => {
     const clock = createSimulatedClock(1_000_000);
     const store = memoryStore();
-    const system = await createActorSystem({ name: 't', entities: { b: createBatchMachine<string>({ sizeMax: 5, waitMs: 10_000 }) }, store, clock, logger, passivateAfterMs: 0 });
+    const system = await createActorSystem({
+      name: 't',
+      entities: {
+        b: createBatchMachine<string>({ sizeMax: 5, waitMs: 10_000 }),
+      },
+      store,
+      clock,
+      logger,
+      passivateAfterMs: 0,
+    });
     const ref = system.entity('b', 'x');
     await ref.send({ type: 'ADD', item: 'a' }, { eventId: 'a' });
     await ref.send({ type: 'ADD', item: 'a' }, { eventId: 'a' }); // a retry: not added twice
@@ -162,27 +218,57 @@ describe('batch machine as an entity', () => {
     await ref.send({ type: 'ADD', item: 'b' });
     expect(await ref.passivate()).toBe(true);
     clock.advance(5_000);
-    const s = await ref.waitFor((st) => st.context.batchSeq === 1, { timeoutMs: 1_000 });
+    const s = await ref.waitFor((st) => st.context.batchSeq === 1, {
+      timeoutMs: 1_000,
+    });
     expect(s.value).toBe('idle');
-    expect(s.context.batches).toEqual([{ seq: 1, items: ['a', 'b'], reason: 'timeout' }]);
+    expect(s.context.batches).toEqual([
+      { seq: 1, items: ['a', 'b'], reason: 'timeout' },
+    ]);
     await system.stop();
     // The history is durable: a new system on the same store reads it back.
     await store.open();
-    const again = await createActorSystem({ name: 't', entities: { b: createBatchMachine<string>({ sizeMax: 5, waitMs: 10_000 }) }, store, clock, logger });
-    expect((await again.entity('b', 'x').snapshot()).context.batches[0]!.items).toEqual(['a', 'b']);
+    const again = await createActorSystem({
+      name: 't',
+      entities: {
+        b: createBatchMachine<string>({ sizeMax: 5, waitMs: 10_000 }),
+      },
+      store,
+      clock,
+      logger,
+    });
+    expect(
+      (await again.entity('b', 'x').snapshot()).context.batches[0]!.items,
+    ).toEqual(['a', 'b']);
     await again.stop();
   });
 });
 
 /** `advance` moves the clock by `tenths` tenths of `waitMs`, so the steps stay on the scale of the timer. */
-type Command = { kind: 'add'; count: number } | { kind: 'flush' } | { kind: 'advance'; tenths: number } | { kind: 'passivate' };
+type Command =
+  | { kind: 'add'; count: number }
+  | { kind: 'flush' }
+  | { kind: 'advance'; tenths: number }
+  | { kind: 'passivate' };
 
 describe('batch machine properties', () => {
   it('batch - no item lost or repeated, batches within sizeMax, no item waits over waitMs (plain and entity agree)', async () => {
     const command: fc.Arbitrary<Command> = fc.oneof(
-      { weight: 5, arbitrary: fc.record({ kind: fc.constant('add' as const), count: fc.integer({ min: 1, max: 2 }) }) },
+      {
+        weight: 5,
+        arbitrary: fc.record({
+          kind: fc.constant('add' as const),
+          count: fc.integer({ min: 1, max: 2 }),
+        }),
+      },
       { weight: 1, arbitrary: fc.constant({ kind: 'flush' as const }) },
-      { weight: 3, arbitrary: fc.record({ kind: fc.constant('advance' as const), tenths: fc.integer({ min: 0, max: 15 }) }) },
+      {
+        weight: 3,
+        arbitrary: fc.record({
+          kind: fc.constant('advance' as const),
+          tenths: fc.integer({ min: 0, max: 15 }),
+        }),
+      },
       { weight: 1, arbitrary: fc.constant({ kind: 'passivate' as const }) },
     );
     await fc.assert(
@@ -195,7 +281,14 @@ describe('batch machine properties', () => {
           const plainClock = createSimulatedClock(0);
           const engineClock = createSimulatedClock(0);
           const plain = plainBatcher(options, plainClock);
-          const system = await createActorSystem({ name: 'p', entities: { b: createBatchMachine<number>(options) }, store: memoryStore(), clock: engineClock, logger, passivateAfterMs: 0 });
+          const system = await createActorSystem({
+            name: 'p',
+            entities: { b: createBatchMachine<number>(options) },
+            store: memoryStore(),
+            clock: engineClock,
+            logger,
+            passivateAfterMs: 0,
+          });
           const ref = system.entity('b', 'x');
           const addedAt = new Map<number, number>();
           let next = 0;
@@ -220,18 +313,29 @@ describe('batch machine properties', () => {
               }
               const snap = plain.actor.getSnapshot();
               const state = await ref.snapshot();
-              expect({ value: state.value, context: state.context }).toEqual({ value: snap.value, context: snap.context });
+              expect({ value: state.value, context: state.context }).toEqual({
+                value: snap.value,
+                context: snap.context,
+              });
 
               const emittedItems = plain.emitted.flatMap((b) => b.items);
-              expect([...emittedItems, ...snap.context.items]).toEqual([...Array(next).keys()]);
-              expect(plain.emitted.map((b) => b.seq)).toEqual(plain.emitted.map((_, i) => i + 1));
+              expect([...emittedItems, ...snap.context.items]).toEqual([
+                ...Array(next).keys(),
+              ]);
+              expect(plain.emitted.map((b) => b.seq)).toEqual(
+                plain.emitted.map((_, i) => i + 1),
+              );
               for (const b of plain.emitted) {
                 expect(b.items.length).toBeGreaterThan(0);
                 expect(b.items.length).toBeLessThanOrEqual(sizeMax);
                 expect(b.items.length === sizeMax).toBe(b.reason === 'full');
-                for (const item of b.items) expect(b.at - addedAt.get(item)!).toBeLessThanOrEqual(waitMs);
+                for (const item of b.items)
+                  expect(b.at - addedAt.get(item)!).toBeLessThanOrEqual(waitMs);
               }
-              for (const item of snap.context.items) expect(plainClock.now() - addedAt.get(item)!).toBeLessThan(waitMs);
+              for (const item of snap.context.items)
+                expect(plainClock.now() - addedAt.get(item)!).toBeLessThan(
+                  waitMs,
+                );
             }
           } finally {
             await system.stop();

@@ -1,4 +1,7 @@
-export { createRateLimiterMachine, rateLimiterDefaults } from './rate-limiter-machine.js';
+export {
+  createRateLimiterMachine,
+  rateLimiterDefaults,
+} from './rate-limiter-machine.js';
 export type {
   RateLimitAnswer,
   RateLimitDecision,

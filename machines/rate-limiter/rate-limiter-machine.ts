@@ -1,6 +1,12 @@
 import { enqueueActions, setup } from 'xstate';
 import { ConfigError } from '../../src/errors.js';
-import { levelAt, UNIT, waitFor, type Bucket, type Rate } from './token-bucket.js';
+import {
+  levelAt,
+  UNIT,
+  waitFor,
+  type Bucket,
+  type Rate,
+} from './token-bucket.js';
 
 /** Asks for `cost` tokens (default 1) of `key`'s bucket at time `at` (ms). */
 export type RateLimitRequest = {
@@ -31,7 +37,14 @@ export type RateLimitRejection =
 
 /** The answer to one request. `at` is the time it was decided at. */
 export type RateLimitDecision =
-  | { allowed: true; correlationId: string; key: string; cost: number; at: number; remaining: number }
+  | {
+      allowed: true;
+      correlationId: string;
+      key: string;
+      cost: number;
+      at: number;
+      remaining: number;
+    }
   | {
       allowed: false;
       correlationId: string;
@@ -121,21 +134,39 @@ export const rateLimiterDefaults = {
 export function createRateLimiterMachine(options: RateLimiterMachineOptions) {
   const keysMax = options.keysMax ?? rateLimiterDefaults.keysMax;
   const decisionsMax = options.decisionsMax ?? rateLimiterDefaults.decisionsMax;
-  checkInteger('capacity', options.capacity, 1, rateLimiterDefaults.capacityLimit);
+  checkInteger(
+    'capacity',
+    options.capacity,
+    1,
+    rateLimiterDefaults.capacityLimit,
+  );
   checkInteger('keysMax', keysMax, 1, rateLimiterDefaults.keysMaxLimit);
-  checkInteger('decisionsMax', decisionsMax, 0, rateLimiterDefaults.decisionsMaxLimit);
+  checkInteger(
+    'decisionsMax',
+    decisionsMax,
+    0,
+    rateLimiterDefaults.decisionsMaxLimit,
+  );
   const refillMilli = Math.round(options.refillPerSecond * 1_000);
   if (
     typeof options.refillPerSecond !== 'number' ||
-    !(options.refillPerSecond > 0 && options.refillPerSecond <= rateLimiterDefaults.refillPerSecondLimit) ||
+    !(
+      options.refillPerSecond > 0 &&
+      options.refillPerSecond <= rateLimiterDefaults.refillPerSecondLimit
+    ) ||
     Math.abs(options.refillPerSecond * 1_000 - refillMilli) > 1e-6
   ) {
     throw new ConfigError(
       `createRateLimiterMachine: refillPerSecond must be a multiple of 0.001 from 0.001 to ${rateLimiterDefaults.refillPerSecondLimit}; got ${JSON.stringify(options.refillPerSecond)}.`,
-      { details: { option: 'refillPerSecond', value: options.refillPerSecond } },
+      {
+        details: { option: 'refillPerSecond', value: options.refillPerSecond },
+      },
     );
   }
-  const rate: Rate = { capacityMicro: options.capacity * UNIT, refillMicroPerMs: refillMilli };
+  const rate: Rate = {
+    capacityMicro: options.capacity * UNIT,
+    refillMicroPerMs: refillMilli,
+  };
 
   return setup({
     types: {
@@ -145,16 +176,26 @@ export function createRateLimiterMachine(options: RateLimiterMachineOptions) {
     },
     actions: {
       decide: enqueueActions(({ context, event, enqueue, self }) => {
-        const { decision, now, buckets } = decide(rate, keysMax, context, event);
+        const { decision, now, buckets } = decide(
+          rate,
+          keysMax,
+          context,
+          event,
+        );
         enqueue.assign({
           now,
           buckets,
           last: decision,
-          decisions: decisionsMax === 0 ? [] : [...context.decisions, decision].slice(-decisionsMax),
+          decisions:
+            decisionsMax === 0
+              ? []
+              : [...context.decisions, decision].slice(-decisionsMax),
           allowed: context.allowed + (decision.allowed ? 1 : 0),
           rejected: context.rejected + (decision.allowed ? 0 : 1),
         });
-        const answer: RateLimitAnswer = decision.allowed ? { type: 'ALLOWED', ...decision } : { type: 'REJECTED', ...decision };
+        const answer: RateLimitAnswer = decision.allowed
+          ? { type: 'ALLOWED', ...decision }
+          : { type: 'REJECTED', ...decision };
         enqueue.emit(answer);
         // A root entity has no parent, and sendParent throws without one.
         if (self._parent) enqueue.sendParent(answer);
@@ -162,7 +203,14 @@ export function createRateLimiterMachine(options: RateLimiterMachineOptions) {
     },
   }).createMachine({
     id: options.id ?? 'rateLimiter',
-    context: { now: 0, buckets: {}, last: null, decisions: [], allowed: 0, rejected: 0 },
+    context: {
+      now: 0,
+      buckets: {},
+      last: null,
+      decisions: [],
+      allowed: 0,
+      rejected: 0,
+    },
     initial: 'ready',
     states: {
       ready: { on: { REQUEST: { actions: 'decide' } } },
@@ -176,14 +224,24 @@ function decide(
   keysMax: number,
   context: RateLimiterContext,
   event: RateLimitRequest,
-): { decision: RateLimitDecision; now: number; buckets: Record<string, Bucket> } {
+): {
+  decision: RateLimitDecision;
+  now: number;
+  buckets: Record<string, Bucket>;
+} {
   const { key, correlationId, at } = event;
   const cost = event.cost ?? 1;
-  const validAt = at === undefined || (typeof at === 'number' && Number.isFinite(at) && at >= 0);
-  const now = validAt && at !== undefined ? Math.max(context.now, at) : context.now;
+  const validAt =
+    at === undefined ||
+    (typeof at === 'number' && Number.isFinite(at) && at >= 0);
+  const now =
+    validAt && at !== undefined ? Math.max(context.now, at) : context.now;
   const base = {
     correlationId: typeof correlationId === 'string' ? correlationId : '',
-    key: typeof key === 'string' ? key.slice(0, rateLimiterDefaults.keyLengthMax) : '',
+    key:
+      typeof key === 'string'
+        ? key.slice(0, rateLimiterDefaults.keyLengthMax)
+        : '',
     cost: Number.isSafeInteger(cost) ? cost : 0,
     at: now,
   };
@@ -192,15 +250,25 @@ function decide(
     now,
     buckets: context.buckets,
   });
-  if (!validAt || !isKey(key) || typeof correlationId !== 'string' || !Number.isSafeInteger(cost) || cost < 1) {
+  if (
+    !validAt ||
+    !isKey(key) ||
+    typeof correlationId !== 'string' ||
+    !Number.isSafeInteger(cost) ||
+    cost < 1
+  ) {
     return refuse('invalid', null);
   }
   const costMicro = cost * UNIT;
-  if (costMicro > rate.capacityMicro) return refuse('cost-exceeds-capacity', null);
+  if (costMicro > rate.capacityMicro)
+    return refuse('cost-exceeds-capacity', null);
 
-  const bucket = Object.hasOwn(context.buckets, key) ? context.buckets[key] : undefined;
+  const bucket = Object.hasOwn(context.buckets, key)
+    ? context.buckets[key]
+    : undefined;
   const level = levelAt(rate, bucket, now);
-  if (level < costMicro) return refuse('insufficient-tokens', waitFor(rate, level, costMicro));
+  if (level < costMicro)
+    return refuse('insufficient-tokens', waitFor(rate, level, costMicro));
 
   let buckets = context.buckets;
   if (bucket === undefined && Object.keys(buckets).length >= keysMax) {
@@ -213,7 +281,10 @@ function decide(
       if (l >= rate.capacityMicro) continue;
       kept[k] = b;
       keptCount++;
-      soonestFullMs = Math.min(soonestFullMs, waitFor(rate, l, rate.capacityMicro));
+      soonestFullMs = Math.min(
+        soonestFullMs,
+        waitFor(rate, l, rate.capacityMicro),
+      );
     }
     if (keptCount >= keysMax) return refuse('keys-exhausted', soonestFullMs);
     buckets = kept;
@@ -237,8 +308,18 @@ function isKey(key: unknown): key is string {
   );
 }
 
-function checkInteger(name: string, value: unknown, min: number, max: number): void {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+function checkInteger(
+  name: string,
+  value: unknown,
+  min: number,
+  max: number,
+): void {
+  if (
+    typeof value !== 'number' ||
+    !Number.isInteger(value) ||
+    value < min ||
+    value > max
+  ) {
     throw new ConfigError(
       `createRateLimiterMachine: ${name} must be an integer from ${min} to ${max}; got ${JSON.stringify(value)}.`,
       { details: { option: name, value } },

@@ -23,13 +23,18 @@ export interface Rate {
 }
 
 /** The level of `bucket` at `now` (never above capacity); a missing bucket is full. */
-export function levelAt(rate: Rate, bucket: Bucket | undefined, now: number): number {
+export function levelAt(
+  rate: Rate,
+  bucket: Bucket | undefined,
+  now: number,
+): number {
   if (bucket === undefined) return rate.capacityMicro;
   const missing = rate.capacityMicro - bucket.micro;
   const elapsed = Math.max(0, now - bucket.at);
   // Compare before multiplying: a long idle time times the rate could leave
   // the range of exact integers, and the answer is "full" anyway.
-  if (elapsed >= Math.ceil(missing / rate.refillMicroPerMs)) return rate.capacityMicro;
+  if (elapsed >= Math.ceil(missing / rate.refillMicroPerMs))
+    return rate.capacityMicro;
   return bucket.micro + elapsed * rate.refillMicroPerMs;
 }
 
