@@ -146,7 +146,7 @@ describe('getTestPaths - events and limits', () => {
     const noAdd = getTestPaths(cart, { events: { ADD: [] } });
     expect(noAdd.flatMap((p) => p.steps).some((s) => s.event.type === 'ADD')).toBe(false);
     const perState = getTestPaths(cart, {
-      events: (s) => [{ type: 'ADD', sku: `n${(s.context as { items: string[] }).items.length}` }],
+      events: (s) => [{ type: 'ADD', sku: `n${(s.context).items.length}` }],
       depthMax: 3,
     });
     const longest = perState.reduce((a, b) => (b.steps.length > a.steps.length ? b : a));
