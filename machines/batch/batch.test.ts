@@ -19,7 +19,12 @@ import {
   type SimulatedClock,
 } from '../../src/index.js';
 import { memoryStore } from '../../adapters/memory/index.js';
-import { createBatchMachine, type BatchEmitted } from './index.js';
+import { checkMachine } from '../../src/testing/index.js';
+import {
+  createBatchMachine,
+  type BatchContext,
+  type BatchEmitted,
+} from './index.js';
 
 const runs = Number(process.env.SHARDCHART_PROPERTY_RUNS ?? 25);
 const logger = pino({ level: 'silent' });
@@ -344,5 +349,49 @@ describe('batch machine properties', () => {
       ),
       { numRuns: runs },
     );
+  });
+
+  it('batch - invariants hold in every state, and plain XState and the entity agree, under checkMachine faults', async () => {
+    const sizeMax = 3;
+    const historyMax = 2;
+    const report = await checkMachine(
+      createBatchMachine<number>({ sizeMax, waitMs: 1_000, historyMax }),
+      {
+        events: {
+          ADD: fc.nat(99).map((item) => ({ type: 'ADD', item })),
+          FLUSH: fc.constant({ type: 'FLUSH' }),
+        },
+        invariants: {
+          'a pending batch is never full': (s) =>
+            (s.context as BatchContext).items.length < sizeMax,
+          'idle exactly when nothing is pending': (s) =>
+            (s.value === 'idle') ===
+            ((s.context as BatchContext).items.length === 0),
+          'every item received is emitted or pending': (s) => {
+            const c = s.context as BatchContext;
+            return c.received === c.emitted + c.items.length;
+          },
+          'history is bounded, in seq order, each batch within sizeMax': (
+            s,
+          ) => {
+            const c = s.context as BatchContext;
+            return (
+              c.batches.length <= historyMax &&
+              c.batches.every(
+                (b, i) =>
+                  b.seq === c.batchSeq - c.batches.length + 1 + i &&
+                  b.items.length > 0 &&
+                  b.items.length <= sizeMax &&
+                  (b.items.length === sizeMax) === (b.reason === 'full'),
+              )
+            );
+          },
+        },
+      },
+    );
+    expect(report.timerEvents).toBeGreaterThan(0);
+    expect(
+      report.stepKinds.passivate + report.stepKinds.restart,
+    ).toBeGreaterThan(0);
   });
 });

@@ -18,8 +18,10 @@ import { describe, expect, it } from 'vitest';
 import { assign, createActor, sendTo, setup, transition } from 'xstate';
 import { createActorSystem, createSimulatedClock } from '../../src/index.js';
 import { memoryStore } from '../../adapters/memory/index.js';
+import { checkMachine } from '../../src/testing/index.js';
 import {
   createRateLimiterMachine,
+  type RateLimiterContext,
   type RateLimitAnswer,
   type RateLimitDecision,
   type RateLimitRequest,
@@ -298,17 +300,15 @@ describe('rate limiter as an entity', () => {
     const tenant = system.entity('limiter', 'tenant-1');
     const ask = async (user: string, eventId: string) =>
       (
-        await system
-          .entity('limiter', 'tenant-1')
-          .send(
-            {
-              type: 'REQUEST',
-              key: user,
-              correlationId: eventId,
-              at: clock.now(),
-            },
-            { eventId },
-          )
+        await system.entity('limiter', 'tenant-1').send(
+          {
+            type: 'REQUEST',
+            key: user,
+            correlationId: eventId,
+            at: clock.now(),
+          },
+          { eventId },
+        )
       ).context.last!;
     expect((await ask('u', 'r1')).allowed).toBe(true);
     expect((await ask('u', 'r1')).correlationId).toBe('r1'); // duplicate: answered, not applied
@@ -438,5 +438,65 @@ describe('rate limiter properties', () => {
       ),
       { numRuns: runs },
     );
+  });
+
+  it('rate limiter - context invariants hold, and plain XState and the entity agree, under checkMachine faults', async () => {
+    const capacity = 3;
+    const keysMax = 2;
+    const report = await checkMachine(
+      createRateLimiterMachine({
+        capacity,
+        refillPerSecond: 0.7,
+        keysMax,
+        decisionsMax: 4,
+      }),
+      {
+        events: {
+          // Times in any order: the machine must clamp the ones that go back.
+          REQUEST: fc.record({
+            type: fc.constant('REQUEST'),
+            key: fc.constantFrom('a', 'b', 'c'),
+            cost: fc.integer({ min: 1, max: 4 }),
+            at: fc.integer({ min: 0, max: 20_000 }),
+            correlationId: fc.constantFrom('x', 'y'),
+          }),
+        },
+        invariants: {
+          'at most keysMax partial buckets': (s) =>
+            Object.keys((s.context as RateLimiterContext).buckets).length <=
+            keysMax,
+          'tracked buckets are partial and not from the future': (s) => {
+            const c = s.context as RateLimiterContext;
+            return Object.values(c.buckets).every(
+              (b) =>
+                b.micro >= 0 && b.micro < capacity * 1_000_000 && b.at <= c.now,
+            );
+          },
+          'answers are counted and the last one is kept': (s) => {
+            const c = s.context as RateLimiterContext;
+            return (
+              c.decisions.length <= 4 &&
+              c.decisions.length === Math.min(4, c.allowed + c.rejected) &&
+              (c.last === null
+                ? c.decisions.length === 0
+                : c.decisions.at(-1) === c.last ||
+                  JSON.stringify(c.decisions.at(-1)) === JSON.stringify(c.last))
+            );
+          },
+          'a refusal for want of tokens waits a positive time': (s) => {
+            const d = (s.context as RateLimiterContext).last;
+            return (
+              d === null ||
+              d.allowed ||
+              d.reason !== 'insufficient-tokens' ||
+              (d.retryAfterMs ?? 0) > 0
+            );
+          },
+        },
+      },
+    );
+    expect(
+      report.stepKinds.passivate + report.stepKinds.restart,
+    ).toBeGreaterThan(0);
   });
 });
