@@ -13,19 +13,10 @@ import type {
   StoredSnapshot,
 } from '../persistence/types.js';
 import { JournalWriter } from './journal-writer.js';
+import { Send, SendQueue, type AnyEvent } from './send.js';
 import { TimerTracker } from './timers.js';
 import type { EntityRuntime, ResolvedEntityType } from './runtime.js';
 import type { EntityState } from './types.js';
-
-type AnyEvent = { type: string; [key: string]: unknown };
-
-/** One queued send: waiting in the mailbox, then for durability. */
-interface Send {
-  event: AnyEvent;
-  eventId: string | undefined;
-  resolve: (s: EntityState) => void;
-  reject: (e: Error) => void;
-}
 
 type Phase =
   | 'idle' // not activated yet, or passivated
@@ -55,14 +46,15 @@ export class EntityHost {
   private lastSnap: AnyMachineSnapshot | undefined;
   private eventIds: string[] = [];
   /** Sends not yet applied (while activating, restarting or passivating). */
-  private readonly mailbox: Send[] = [];
+  private readonly mailbox = new SendQueue();
   private readonly writer: JournalWriter;
   private capturing = false;
   private applying = false;
   private rootQueue: unknown[] = [];
   /** Created on the first child actor seen: most entities never have one. */
   private children: ChildWatcher | undefined;
-  private current: { event: AnyEvent; eventId: string | undefined; changed: boolean; handled: boolean } | undefined;
+  /** The send being applied right now. */
+  private current: Send | undefined;
   private failure: { error: unknown; event: AnyEvent | undefined; eventId?: string | undefined } | undefined;
   private failures = 0;
   private activation: Promise<void> | undefined;
@@ -129,11 +121,23 @@ export class EntityHost {
         ),
       );
     }
-    return new Promise<EntityState>((resolve, reject) => {
-      this.mailbox.push({ event, eventId, resolve, reject });
-      this.lastActive = this.rt.clock.now();
+    const send = new Send(event, eventId);
+    this.lastActive = this.rt.clock.now();
+    if (this.phase === 'live' && !this.applying && this.mailbox.length === 0) {
+      // Live and idle, the common case: apply now, without queuing.
+      this.applying = true;
+      try {
+        this.apply(send);
+        this.applyQueued();
+      } finally {
+        this.applying = false;
+      }
+      this.writer.schedule();
+    } else {
+      this.mailbox.push(send);
       this.drain();
-    });
+    }
+    return send.promise;
   }
 
   /** The current durable state, activating the entity if needed. */
@@ -144,10 +148,12 @@ export class EntityHost {
       if (this.phase === 'live' && this.lastSnap) {
         const state = this.stateOf(this.lastSnap, false);
         if (this.durableSeq >= this.seq) return state;
-        return new Promise<EntityState>((resolve, reject) => {
-          this.writer.wait(this.seq, state, resolve, reject);
-          this.writer.schedule();
-        });
+        const read = new Send(undefined, undefined);
+        read.seq = this.seq;
+        read.state = state;
+        this.writer.wait(read);
+        this.writer.schedule();
+        return read.promise;
       }
       await this.ensureActive();
     }
@@ -161,24 +167,29 @@ export class EntityHost {
     }
     this.applying = true;
     try {
-      while (this.mailbox.length > 0 && this.phase === 'live') {
-        const send = this.mailbox.shift()!;
-        this.apply(send);
-      }
+      this.applyQueued();
     } finally {
       this.applying = false;
     }
     this.writer.schedule();
   }
 
+  /** Applies queued sends in order while the entity stays live. */
+  private applyQueued(): void {
+    while (this.mailbox.length > 0 && this.phase === 'live') this.apply(this.mailbox.shift()!);
+  }
+
   private apply(send: Send): void {
     const actor = this.actor!;
     const snapBefore = this.lastSnap!;
+    const event = send.event!;
     // Dedupe first: a retry of the event that finished the entity must be
     // answered as a duplicate, not refused.
     if (send.eventId !== undefined && this.eventIds.includes(send.eventId)) {
       this.rt.stats.duplicates++;
-      this.writer.wait(this.seq, this.stateOf(snapBefore, false, true), send.resolve, send.reject);
+      send.seq = this.seq;
+      send.state = this.stateOf(snapBefore, false, true);
+      this.writer.wait(send);
       return;
     }
     if (snapBefore.status !== 'active') {
@@ -191,17 +202,16 @@ export class EntityHost {
       );
       return;
     }
-    this.current = { event: send.event, eventId: send.eventId, changed: false, handled: false };
+    this.current = send;
     try {
-      actor.send(send.event);
+      actor.send(event);
     } catch (error) {
       // XState reports errors through observers; a throw here is a bug in
       // the inspection path or XState itself. Treat it as a failed event.
-      this.failure ??= { error, event: send.event };
+      this.failure ??= { error, event };
     }
-    const cur = this.current;
     this.current = undefined;
-    if (this.failure && this.failure.event === send.event) {
+    if (this.failure && this.failure.event === event) {
       this.failure.eventId = send.eventId;
       const cause = this.failure.error;
       send.reject(
@@ -209,23 +219,25 @@ export class EntityHost {
           ? cause
           : new EntityError(
               'EVENT_FAILED',
-              `Applying "${send.event.type}" to ${this.key.type}/${this.key.id} threw: ${errorMessage(cause)}. The event was not applied and went to dead letters; fix the machine or the event and send it again.`,
-              { cause, details: { key: this.key, eventType: send.event.type, eventId: send.eventId } },
+              `Applying "${event.type}" to ${this.key.type}/${this.key.id} threw: ${errorMessage(cause)}. The event was not applied and went to dead letters; fix the machine or the event and send it again.`,
+              { cause, details: { key: this.key, eventType: event.type, eventId: send.eventId } },
             ),
       );
       this.onFailure();
       return;
     }
-    if (!cur.handled && !cur.changed && this.def.rejectUnhandled) {
+    if (!send.handled && !send.changed && this.def.rejectUnhandled) {
       send.reject(
         new EntityError(
           'EVENT_REJECTED',
-          `${this.key.type}/${this.key.id} in state ${JSON.stringify(snapBefore.value)} does not accept "${send.event.type}"; send an event the current state handles.`,
-          { details: { key: this.key, eventType: send.event.type, value: snapBefore.value } },
+          `${this.key.type}/${this.key.id} in state ${JSON.stringify(snapBefore.value)} does not accept "${event.type}"; send an event the current state handles.`,
+          { details: { key: this.key, eventType: event.type, value: snapBefore.value } },
         ),
       );
     } else {
-      this.writer.wait(this.seq, this.stateOf(this.lastSnap!, cur.changed), send.resolve, send.reject);
+      send.seq = this.seq;
+      send.state = this.stateOf(this.lastSnap!, send.changed);
+      this.writer.wait(send);
     }
     if (this.failure) this.onFailure();
   }
@@ -233,8 +245,11 @@ export class EntityHost {
   // -------------------------------------------------------------- capturing
 
   private onRootStep(event: AnyEvent, snapshot: AnyMachineSnapshot): void {
+    // The event processed is almost always the first queued: shift() then
+    // avoids the array splice() would allocate.
     const queued = this.rootQueue.indexOf(event);
-    if (queued >= 0) this.rootQueue.splice(0, queued + 1);
+    if (queued === 0) this.rootQueue.shift();
+    else if (queued > 0) this.rootQueue.splice(0, queued + 1);
     const prev = this.lastSnap;
     if (!this.capturing || this.failure || event.type === 'xstate.init' || prev === undefined) {
       if (this.capturing && !this.failure) {
@@ -265,10 +280,11 @@ export class EntityHost {
     const timersChanged = this.timers!.sync();
     this.lastSnap = snapshot;
     if (snapshot.children !== prev.children) this.scanChildren(snapshot);
-    const isCurrent = this.current !== undefined && this.current.event === event;
-    if (isCurrent) {
-      this.current!.changed ||= changed;
-      this.current!.handled ||= handled;
+    const current = this.current !== undefined && this.current.event === event ? this.current : undefined;
+    const isCurrent = current !== undefined;
+    if (current !== undefined) {
+      current.changed ||= changed;
+      current.handled ||= handled;
     } else if (changed || handled) {
       // An event produced inside the entity (invoke result, delayed event,
       // child output): it must be plain data, or replay could not rebuild it.
@@ -287,7 +303,7 @@ export class EntityHost {
     }
     if (!changed && !handled && !timersChanged) return;
     const seq = ++this.seq;
-    const eventId = isCurrent ? this.current!.eventId : undefined;
+    const eventId = current?.eventId;
     const entry: JournalEntry =
       eventId === undefined
         ? timersChanged
@@ -580,9 +596,8 @@ export class EntityHost {
       { type: this.key.type, id: this.key.id, seq: this.durableSeq, err: error },
       `entity parked after ${this.failures} failures; sends are refused until ref.restart()`,
     );
-    const queued = this.mailbox.splice(0);
     const err = this.parkedError(error);
-    for (const s of queued) s.reject(err);
+    this.rejectAll(this.mailbox.takeAll(), err);
     this.notifyIdle();
   }
 
@@ -676,7 +691,7 @@ export class EntityHost {
 
   /** Rejects everything still queued (system stop). */
   rejectQueued(err: Error): void {
-    for (const s of this.mailbox.splice(0)) s.reject(err);
+    this.rejectAll(this.mailbox.takeAll(), err);
     if (this.backoffTimer !== undefined) {
       this.rt.clock.clearTimeout(this.backoffTimer);
       this.backoffTimer = undefined;
@@ -686,6 +701,15 @@ export class EntityHost {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  private rejectAll(first: Send | undefined, err: Error): void {
+    for (let s = first; s !== undefined; ) {
+      const next = s.next;
+      s.next = undefined;
+      s.reject(err);
+      s = next;
+    }
+  }
 
   stateOf(snap: AnyMachineSnapshot, changed: boolean, duplicate = false): EntityState {
     return toEntityState(snap, this.seq, changed, duplicate);

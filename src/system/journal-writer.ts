@@ -1,5 +1,6 @@
 import type { EntityKey, JournalEntry, StoredSnapshot } from '../persistence/types.js';
 import type { EntityRuntime } from './runtime.js';
+import { SendQueue, type Send } from './send.js';
 import type { EntityState } from './types.js';
 
 /** What the writer needs from its entity host. */
@@ -16,12 +17,7 @@ export interface WriterSource {
   writerSettled(): void;
 }
 
-interface Waiter {
-  seq: number;
-  state: EntityState;
-  resolve: (s: EntityState) => void;
-  reject: (e: Error) => void;
-}
+const noEntries: readonly JournalEntry[] = [];
 
 /**
  * The durability pipeline of one entity: entries applied to the live actor
@@ -44,10 +40,16 @@ export class JournalWriter {
   wakeDirty = false;
   /** While paused (the entity is restarting) nothing new is written. */
   paused = false;
-  private pending: JournalEntry[] = [];
+  /**
+   * Applied entries not yet handed to the store. Created with the first
+   * entry: an idle entity holds no array, and a write of one entry (the
+   * common case) gets an array of exactly one.
+   */
+  private pending: JournalEntry[] | undefined = undefined;
   /** States per pending entry, kept only while someone subscribes. */
-  private pendingStates: EntityState[] = [];
-  private waiters: Waiter[] = [];
+  private pendingStates: (EntityState | undefined)[] | undefined = undefined;
+  /** Callers waiting for durability, in seq order. */
+  private readonly waiters = new SendQueue();
   private writing: Promise<void> | undefined;
   private flushQueued = false;
 
@@ -62,8 +64,8 @@ export class JournalWriter {
   reset(durableSeq: number, snapshotSeq: number): void {
     this.durableSeq = durableSeq;
     this.snapshotSeq = snapshotSeq;
-    this.pending = [];
-    this.pendingStates = [];
+    this.pending = undefined;
+    this.pendingStates = undefined;
     this.snapshotWanted = false;
     this.wakeDirty = false;
     this.paused = false;
@@ -75,26 +77,33 @@ export class JournalWriter {
   }
 
   get hasPending(): boolean {
-    return this.pending.length > 0;
+    return this.pending !== undefined;
   }
 
   /** Nothing applied-but-unwritten, being written or waiting. */
   get quiet(): boolean {
-    return this.waiters.length === 0 && this.pending.length === 0 && !this.writing && !this.flushQueued;
+    return this.waiters.length === 0 && this.pending === undefined && !this.writing && !this.flushQueued;
   }
 
   append(entry: JournalEntry, state: EntityState | undefined): void {
-    this.pending.push(entry);
+    let count: number;
+    if (this.pending === undefined) {
+      this.pending = [entry];
+      count = 1;
+    } else {
+      count = this.pending.push(entry);
+    }
     if (state) {
-      this.pendingStates.length = this.pending.length - 1;
-      this.pendingStates.push(state);
+      const states = (this.pendingStates ??= []);
+      states.length = count - 1;
+      states.push(state);
     }
   }
 
-  /** Answers `state` once everything up to `seq` is durable. */
-  wait(seq: number, state: EntityState, resolve: (s: EntityState) => void, reject: (e: Error) => void): void {
-    if (this.durableSeq >= seq) resolve(state);
-    else this.waiters.push({ seq, state, resolve, reject });
+  /** Answers `send.state` once everything up to `send.seq` is durable. */
+  wait(send: Send): void {
+    if (this.durableSeq >= send.seq) send.resolve(send.state!);
+    else this.waiters.push(send);
   }
 
   schedule(): void {
@@ -111,7 +120,7 @@ export class JournalWriter {
   }
 
   private hasWork(): boolean {
-    return this.pending.length > 0 || this.snapshotWanted || this.wakeDirty;
+    return this.pending !== undefined || this.snapshotWanted || this.wakeDirty;
   }
 
   private flush(): void {
@@ -120,10 +129,10 @@ export class JournalWriter {
       this.settle();
       return;
     }
-    const entries = this.pending;
+    const entries = this.pending ?? noEntries;
     const states = this.pendingStates;
-    this.pending = [];
-    this.pendingStates = [];
+    this.pending = undefined;
+    this.pendingStates = undefined;
     // Every applied entry is in `entries`, so the live actor is exactly at
     // lastSeq and a snapshot taken now belongs with this write.
     const lastSeq = this.source.seq;
@@ -144,7 +153,7 @@ export class JournalWriter {
         this.durableSeq = lastSeq;
         if (snapshot) this.snapshotSeq = snapshot.seq;
         this.settleWaiters();
-        for (const s of states) if (s) this.rt.emit(this.k, s);
+        if (states) for (const s of states) if (s) this.rt.emit(this.k, s);
         this.flush();
       },
       (error: unknown) => {
@@ -154,8 +163,8 @@ export class JournalWriter {
         // actor: answer those callers with the store error and restart.
         const err = error instanceof Error ? error : new Error(String(error));
         this.failWaiters(err);
-        this.pending = [];
-        this.pendingStates = [];
+        this.pending = undefined;
+        this.pendingStates = undefined;
         this.source.writeFailed(err);
       },
     );
@@ -164,10 +173,10 @@ export class JournalWriter {
   /** Waits for the write in flight, then writes what is pending now (used while paused). */
   async drainPending(): Promise<void> {
     while (this.writing) await this.writing.catch(() => undefined);
-    if (this.pending.length === 0) return;
     const entries = this.pending;
-    this.pending = [];
-    this.pendingStates = [];
+    if (entries === undefined) return;
+    this.pending = undefined;
+    this.pendingStates = undefined;
     const lastSeq = entries[entries.length - 1]!.seq;
     await this.rt.store.write({ key: this.key, expectedSeq: this.durableSeq, entries });
     this.durableSeq = lastSeq;
@@ -184,18 +193,20 @@ export class JournalWriter {
 
   /** Answers every waiter: durable ones with their state, the rest with `err`. */
   failWaiters(err: Error): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) {
-      if (w.seq <= this.durableSeq) w.resolve(w.state);
+    let w = this.waiters.takeAll();
+    while (w !== undefined) {
+      const next = w.next;
+      w.next = undefined;
+      if (w.seq <= this.durableSeq) w.resolve(w.state!);
       else w.reject(err);
+      w = next;
     }
   }
 
   /** Drops what was applied but not written (the live actor is gone). */
   discardPending(): void {
-    this.pending = [];
-    this.pendingStates = [];
+    this.pending = undefined;
+    this.pendingStates = undefined;
   }
 
   private settle(): void {
@@ -204,13 +215,11 @@ export class JournalWriter {
   }
 
   private settleWaiters(): void {
-    if (this.waiters.length === 0) return;
     const durable = this.durableSeq;
-    let i = 0;
-    while (i < this.waiters.length && this.waiters[i]!.seq <= durable) i++;
-    if (i === 0) return;
-    const done = i === this.waiters.length ? this.waiters : this.waiters.slice(0, i);
-    this.waiters = i === this.waiters.length ? [] : this.waiters.slice(i);
-    for (const w of done) w.resolve(w.state);
+    const waiters = this.waiters;
+    while (waiters.head !== undefined && waiters.head.seq <= durable) {
+      const w = waiters.shift()!;
+      w.resolve(w.state!);
+    }
   }
 }
