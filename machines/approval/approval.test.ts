@@ -11,6 +11,7 @@
 import { Ajv } from 'ajv';
 import fc from 'fast-check';
 import { pino } from 'pino';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
 import { assign, createActor, sendTo, setup } from 'xstate';
 import {
@@ -20,6 +21,7 @@ import {
 } from '../../src/index.js';
 import { checkMachine, getTestPaths } from '../../src/testing/index.js';
 import { memoryStore } from '../../adapters/memory/index.js';
+import { toMermaid } from '../../src/graph/index.js';
 import {
   createApprovalMachine,
   type ApprovalContext,
@@ -470,5 +472,26 @@ describe('approval machine graph and properties', () => {
       report.stepKinds.passivate + report.stepKinds.restart,
     ).toBeGreaterThan(0);
     expect(report.timerEvents).toBeGreaterThan(0);
+  });
+});
+
+describe('approval README', () => {
+  it('approval - the README diagram is what toMermaid draws today', () => {
+    const readme = readFileSync(
+      new URL('./README.md', import.meta.url),
+      'utf8',
+    );
+    const block = /```mermaid\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block?.trimEnd()).toBe(
+      toMermaid(
+        createApprovalMachine({
+          approvers: ['ana'],
+          escalateTo: ['cy'],
+          timeoutMs: 86_400_000,
+          escalationTimeoutMs: 43_200_000,
+          schema: true,
+        }),
+      ).trimEnd(),
+    );
   });
 });

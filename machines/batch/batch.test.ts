@@ -11,6 +11,7 @@
  */
 import fc from 'fast-check';
 import { pino } from 'pino';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { assign, createActor, sendTo, setup } from 'xstate';
 import {
@@ -19,6 +20,7 @@ import {
   type SimulatedClock,
 } from '../../src/index.js';
 import { memoryStore } from '../../adapters/memory/index.js';
+import { toMermaid } from '../../src/graph/index.js';
 import { checkMachine } from '../../src/testing/index.js';
 import {
   createBatchMachine,
@@ -393,5 +395,18 @@ describe('batch machine properties', () => {
     expect(
       report.stepKinds.passivate + report.stepKinds.restart,
     ).toBeGreaterThan(0);
+  });
+});
+
+describe('batch machine README', () => {
+  it('batch - the README diagram is what toMermaid draws today', () => {
+    const readme = readFileSync(
+      new URL('./README.md', import.meta.url),
+      'utf8',
+    );
+    const block = /```mermaid\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block?.trimEnd()).toBe(
+      toMermaid(createBatchMachine({ sizeMax: 100, waitMs: 5_000 })).trimEnd(),
+    );
   });
 });

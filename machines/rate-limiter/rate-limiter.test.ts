@@ -14,10 +14,12 @@
  */
 import fc from 'fast-check';
 import { pino } from 'pino';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { assign, createActor, sendTo, setup, transition } from 'xstate';
 import { createActorSystem, createSimulatedClock } from '../../src/index.js';
 import { memoryStore } from '../../adapters/memory/index.js';
+import { toMermaid } from '../../src/graph/index.js';
 import { checkMachine } from '../../src/testing/index.js';
 import {
   createRateLimiterMachine,
@@ -498,5 +500,20 @@ describe('rate limiter properties', () => {
     expect(
       report.stepKinds.passivate + report.stepKinds.restart,
     ).toBeGreaterThan(0);
+  });
+});
+
+describe('rate limiter README', () => {
+  it('rate - the README diagram is what toMermaid draws today', () => {
+    const readme = readFileSync(
+      new URL('./README.md', import.meta.url),
+      'utf8',
+    );
+    const block = /```mermaid\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block?.trimEnd()).toBe(
+      toMermaid(
+        createRateLimiterMachine({ capacity: 10, refillPerSecond: 1 }),
+      ).trimEnd(),
+    );
   });
 });
