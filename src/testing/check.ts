@@ -8,6 +8,7 @@ import type { AnyStateMachine } from 'xstate';
 import { CheckFailedError, ConfigError } from '../errors.js';
 import { defaultJumps, defaultWeights, eventArbitrary, graphSamples, pathSteps, sequenceArbitrary, stepArbitrary } from './generate.js';
 import { CHECK_ENTITY_ID, CHECK_ENTITY_TYPE, runSteps, type RunConfig } from './harness.js';
+import { behaviourKey } from './event-types.js';
 import { getTestPaths } from './paths.js';
 import { failureSignature, formatFailure, minimize } from './report.js';
 import type { CheckFailure, CheckMachineOptions, CheckReport, CheckStep, Invariant } from './types.js';
@@ -77,6 +78,7 @@ export async function checkMachine(machine: AnyStateMachine, options: CheckMachi
     settleTurnsMax,
     timerFiringsMax,
     timerResume: options.timerResume ?? 'deadline',
+    faultsWhileInvoking: options.faultsWhileInvoking ?? true,
     logger: options.logger,
   };
 
@@ -159,15 +161,19 @@ function graphPathSteps(machine: AnyStateMachine, options: CheckMachineOptions, 
   if (options.graphPaths === false) return [];
   const limits = typeof options.graphPaths === 'object' ? options.graphPaths : {};
   const samples = graphSamples(options.events);
-  // One path per state value by default: contexts multiply states without
-  // adding much that random sequences do not cover, and each explored
-  // state costs a pure transition per event.
+  // States are told apart by value and by which events they would take,
+  // not by context: contexts multiply states without adding much that
+  // random sequences do not cover, and each explored state costs a pure
+  // transition per event. A guard that depends on context still splits
+  // states (a cart that can check out differs from one that cannot).
+  const sampleList = samples ? Object.values(samples).flat() : undefined;
+  const sampleTypes = new Set(Object.keys(samples ?? {}));
   const paths = getTestPaths(machine, {
     kind: limits.kind ?? 'shortest',
     depthMax: limits.depthMax ?? GRAPH_DEPTH_MAX,
     statesMax: limits.statesMax ?? GRAPH_STATES_MAX,
     pathsMax: limits.pathsMax ?? GRAPH_PATHS_MAX,
-    serializeState: limits.serializeState ?? ((s) => JSON.stringify([s.value, s.status])),
+    serializeState: limits.serializeState ?? ((s) => behaviourKey(s, sampleList, sampleTypes)),
     ...(samples ? { events: samples } : {}),
     input,
   });

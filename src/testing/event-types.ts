@@ -96,3 +96,20 @@ export function machineDelays(machine: AnyStateMachine): number[] {
   walk(machine.root);
   return [...delays].sort((a, b) => a - b);
 }
+
+/**
+ * A coarse state identity for graph exploration: the value, the status and
+ * which of the events to try would be taken. Two carts in `shopping` with
+ * different items are one state, unless one of them can `CHECKOUT` and the
+ * other cannot.
+ */
+export function behaviourKey(
+  snapshot: AnyMachineSnapshot,
+  samples: readonly AnyEventObject[] | undefined,
+  sampleTypes: ReadonlySet<string>,
+): string {
+  const enabled = eventsFor(snapshot, samples, sampleTypes)
+    .filter((e) => snapshot.can(e))
+    .map((e) => JSON.stringify(e));
+  return JSON.stringify([snapshot.value, snapshot.status, enabled]);
+}

@@ -7,11 +7,18 @@
  * deadline on the way and lets both sides settle there, so an entity woken
  * from passivation by its timer runs at the deadline, as the plain actor
  * did. After every step both sides settle: macrotask turns pass until
- * neither side has changed for a few turns, so invoked promises finish on
- * both sides before they are compared. Invoked actors therefore run on
- * both sides (and again on the entity side when a restart or a forced
- * passivation catches them in flight); they must depend only on their
- * input, as entity invocations must anyway (at-least-once).
+ * neither side has changed for a few turns and the live entity agrees with
+ * the plain actor (or `settleTurnsMax` runs out), so invoked promises
+ * finish on both sides before they are compared. Invoked actors therefore
+ * run on both sides; they must depend only on their input, as entity
+ * invocations must anyway.
+ *
+ * Where the two sides legitimately differ: a restart or a forced
+ * passivation that catches an invocation in flight makes Shardchart run it
+ * again on the next activation (at-least-once), while the plain actor ran
+ * it once. A machine that counts what such an actor sends on start, say,
+ * then diverges; the failure says which step re-ran which invocation, and
+ * `faultsWhileInvoking: false` skips those faults instead.
  *
  * The entity is compared twice: its live state, and the state rebuilt from
  * its snapshot and journal (`stateAt`), which is what a restore would see.
@@ -25,6 +32,7 @@ import { isShardchartError } from '../errors.js';
 import { createActorSystem } from '../system/actor-system.js';
 import type { ActorSystem, EntityRef, EntityState, TimerResume } from '../system/types.js';
 import { firstDifference, viewOf } from './compare.js';
+import { answer, Hung, invocationsInFlight, macrotask } from './in-flight.js';
 import { createSteppingClock } from './stepping-clock.js';
 import type { CheckFailure, CheckStep, Invariant } from './types.js';
 
@@ -32,10 +40,6 @@ import type { CheckFailure, CheckStep, Invariant } from './types.js';
 export const CHECK_ENTITY_TYPE = 'checked';
 export const CHECK_ENTITY_ID = 'c-1';
 const START_MS = 1_000_000;
-/** Unchanged macrotask turns after which a side counts as settled. */
-const QUIET_TURNS = 3;
-/** Macrotask turns an engine call may take before it counts as hung. */
-const ANSWER_TURNS_MAX = 10_000;
 
 export interface RunConfig {
   machine: AnyStateMachine;
@@ -45,6 +49,8 @@ export interface RunConfig {
   settleTurnsMax: number;
   timerFiringsMax: number;
   timerResume: TimerResume;
+  /** Run restarts and forced passivations while an invocation is in flight. */
+  faultsWhileInvoking: boolean;
   logger: Logger | undefined;
 }
 
@@ -54,38 +60,6 @@ export interface RunResult {
   stepKinds: Record<CheckStep['kind'], number>;
   /** Delayed events the plain actor processed. */
   timerEvents: number;
-}
-
-const macrotask = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-class Hung extends Error {}
-
-/** Awaits `p`, giving up after ANSWER_TURNS_MAX macrotask turns. */
-async function answer<T>(p: Promise<T>, what: string): Promise<T> {
-  let settled = false;
-  const tracked = p.finally(() => {
-    settled = true;
-  });
-  // Most answers come within microtasks: the race returns them at once,
-  // and the watchdog stops at its next turn.
-  const watchdog = (async (): Promise<never> => {
-    for (let turn = 0; turn < ANSWER_TURNS_MAX; turn++) {
-      await macrotask();
-      if (settled) return new Promise<never>(() => undefined);
-    }
-    throw new Hung(`${what} did not answer within ${ANSWER_TURNS_MAX} macrotask turns (hung)`);
-  })();
-  return Promise.race([tracked, watchdog]);
-}
-
-/** True while an invoked promise, callback or observable runs in the actor tree. */
-function hasInvocationInFlight(snapshot: { children?: Record<string, AnyActorRef> }): boolean {
-  for (const child of Object.values(snapshot.children ?? {})) {
-    const s = child.getSnapshot() as { status: string; value?: unknown; children?: Record<string, AnyActorRef> };
-    if (s.status !== 'active') continue;
-    if (!('value' in s) || hasInvocationInFlight(s)) return true;
-  }
-  return false;
 }
 
 export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Promise<RunResult> {
@@ -151,22 +125,48 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
   };
   let side = await open();
 
+  /** True unless the live entity is known to differ from the plain actor. */
+  const entityAgrees = async (): Promise<boolean> => {
+    if (!side.ref.isLive()) return true;
+    try {
+      const live = await answer(side.ref.snapshot(), 'ref.snapshot()');
+      return firstDifference(viewOf(actor.getSnapshot() as AnyMachineSnapshot), viewOf(live)) === undefined;
+    } catch {
+      return true; // compare() reports it
+    }
+  };
+
   /**
-   * Lets both sides finish what a step started: macrotask turns pass until
-   * nothing has changed for QUIET_TURNS turns (one turn when no invocation
-   * is in flight on the plain side, the common case).
+   * Lets both sides finish what a step started. Macrotask turns pass until
+   * nothing has changed for a turn, no invocation is in flight on the
+   * plain side, and the live entity agrees with the plain actor. An
+   * invocation that is still running after `settleTurnsMax` turns counts
+   * as long-running (a callback actor, a promise that waits for an event):
+   * the step ends with it in flight. An invocation may finish a turn later
+   * on one side than on the other; waiting for agreement covers that, and
+   * a real divergence only costs the remaining turns.
    */
   const settle = async (): Promise<void> => {
-    let quiet = 0;
     let last: unknown[] = [];
     for (let turn = 0; turn < cfg.settleTurnsMax; turn++) {
       await macrotask();
       const snap = actor.getSnapshot() as AnyMachineSnapshot;
       const sig = [snap, changes, clock.nextDeadline(), side.ref.isLive()];
-      quiet = sig.every((v, i) => v === last[i]) ? quiet + 1 : 0;
+      const quiet = sig.every((v, i) => v === last[i]);
       last = sig;
-      if (quiet >= (hasInvocationInFlight(snap) ? QUIET_TURNS : 1)) return;
+      if (quiet && invocationsInFlight(snap).length === 0 && (await entityAgrees())) return;
     }
+  };
+
+  /** Faults that caught invocations in flight, for the failure report. */
+  const reruns: string[] = [];
+  /** Whether a fault step runs now; notes the invocations it catches. */
+  const faultMayRun = (): boolean => {
+    const running = invocationsInFlight(actor.getSnapshot() as AnyMachineSnapshot);
+    if (running.length === 0) return true;
+    if (!cfg.faultsWhileInvoking) return false;
+    reruns.push(`step ${index} caught invoked ${running.map((id) => `"${id}"`).join(', ')} in flight`);
+    return true;
   };
 
   const entityError = (err: unknown): CheckFailure => ({
@@ -199,6 +199,15 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
     return undefined;
   };
 
+  /** A divergence after a fault re-ran an invocation says so. */
+  const withNote = (f: CheckFailure | undefined): CheckFailure | undefined => {
+    if (f?.kind !== 'divergence' || reruns.length === 0) return f;
+    return {
+      ...f,
+      note: `${reruns.join('; ')}. Shardchart runs an invocation caught by a restart or forced passivation again on the next activation (at-least-once); the plain actor ran it once. Make the machine tolerate a re-run, or pass faultsWhileInvoking: false to skip such faults.`,
+    };
+  };
+
   const run = async (s: CheckStep): Promise<CheckFailure | undefined> => {
     switch (s.kind) {
       case 'send': {
@@ -225,15 +234,18 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
         break;
       }
       case 'passivate':
+        // Unforced, the engine itself refuses while an invocation runs.
+        if (s.force && !faultMayRun()) break;
         await answer(side.ref.passivate({ force: s.force }), 'ref.passivate()');
         break;
       case 'restart':
+        if (!faultMayRun()) break;
         await answer(side.system.stop(), 'system.stop()');
         side = await open();
         break;
     }
     await settle();
-    return failure ?? (await compare());
+    return failure ?? withNote(await compare());
   };
 
   const stepKinds: RunResult['stepKinds'] = { send: 0, advance: 0, passivate: 0, restart: 0 };
@@ -243,7 +255,7 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
     // actor's do.
     await answer(side.ref.snapshot(), 'ref.snapshot()');
     await settle();
-    failure ??= await compare();
+    failure ??= withNote(await compare());
     for (const s of steps) {
       if (failure) break;
       index++;

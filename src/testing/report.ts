@@ -90,6 +90,7 @@ function describeFailure(f: CheckFailure, total: number): string {
         `the ${f.where} differs from plain XState ${at}, first at ${f.path}.`,
         `  plain:  ${show(f.plain)}`,
         `  entity: ${show(f.entity)}`,
+        ...(f.note ? [`  note: ${f.note}`] : []),
       ].join('\n');
     case 'error':
       return `the ${f.side === 'plain' ? 'plain XState actor' : 'entity'} failed ${at}: ${f.message}`;

@@ -236,8 +236,8 @@ export interface CheckMachineOptions {
   clockJumpsMs?: readonly number[];
   /**
    * Seed sequences from graph paths (see getTestPaths). Default: shortest
-   * paths to every state value (context is not part of the identity),
-   * depth 12, 300 states at most.
+   * paths, with states told apart by value and by the events they would
+   * take (not by context), depth 12, 300 states at most.
    */
   graphPaths?: boolean | Pick<TestPathsOptions, 'kind' | 'depthMax' | 'pathsMax' | 'statesMax' | 'serializeState'>;
   /** Snapshot intervals the entity side is run with (one per sequence). Default [1, 3, 100]. */
@@ -252,6 +252,14 @@ export interface CheckMachineOptions {
    * diverge by design after a restart.
    */
   timerResume?: TimerResume;
+  /**
+   * Inject restarts and forced passivations while an invoked promise or
+   * callback runs (default true). Shardchart then runs it again on the
+   * next activation (at-least-once) where the plain actor ran it once; a
+   * machine that cannot tolerate that fails the check, with a note saying
+   * so. False skips those faults.
+   */
+  faultsWhileInvoking?: boolean;
   /** Logger for the actor systems; default silent. */
   logger?: Logger;
 }
@@ -283,5 +291,5 @@ export interface CheckReport {
 /** Why a run failed; carried in `CheckFailedError.details.failure`. */
 export type CheckFailure =
   | { kind: 'invariant'; name: string; state: CheckState; index: number; event: AnyEventObject; error?: string }
-  | { kind: 'divergence'; where: string; path: string; plain: CheckState; entity: CheckState; index: number }
+  | { kind: 'divergence'; where: string; path: string; plain: CheckState; entity: CheckState; index: number; note?: string }
   | { kind: 'error'; side: 'plain' | 'entity'; message: string; index: number };
