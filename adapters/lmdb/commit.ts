@@ -61,11 +61,13 @@ import {
   type EncodedEntity,
 } from './keys.js';
 import {
+  damagedEntity,
   decodeHead,
   decodeSnapshot,
   encodeHead,
   encodeMeta,
   setLogPrev,
+  type HeadRecord,
 } from './records.js';
 
 /** The environment and its sub-databases; keys and values are raw bytes. */
@@ -335,6 +337,9 @@ export function createCommitter(
       let saveSnapshot: boolean;
       try {
         state = known(cache.getOrCreate(op.entity.key), op.entity);
+        if (state.damaged !== undefined) {
+          throw damagedEntity(state.key, state.damaged);
+        }
         if (op.kind === 'write' && state.lastSeq !== op.expectedSeq) {
           outcomes[i] = conflict(
             op.entity,
@@ -389,6 +394,7 @@ export function createCommitter(
         encodeHead({
           head: state.head as number,
           lastSeq: state.lastSeq as number,
+          damaged: state.damaged,
         }),
       );
       if (state.wake === null) dbs.wakeups.removeSync(prefix);
@@ -414,6 +420,7 @@ export function createCommitter(
       const head = readHead(dbs, entity);
       state.head = head.head;
       state.lastSeq = head.lastSeq;
+      state.damaged = head.damaged;
       if (state.inFlight === 0) {
         state.committedHead = head.head;
         state.committedLastSeq = head.lastSeq;
@@ -523,7 +530,7 @@ export function createCommitter(
 export function readHead(
   dbs: LmdbDatabases,
   entity: EncodedEntity,
-): { head: number; lastSeq: number } {
+): HeadRecord {
   const bytes = dbs.heads.get(entity.prefix);
   return bytes === undefined
     ? { head: 0, lastSeq: 0 }

@@ -32,6 +32,8 @@ export interface EntityState {
   committedHead: number | undefined;
   /** Seq of the stored snapshot, -1 when there is none. */
   snapshotSeq: number | undefined;
+  /** Position of a damaged record in the entity's chain, if one was found. */
+  damaged: number | undefined;
   /** Wake-up change not yet checkpointed: `null` removes, `undefined` none. */
   wake: number | null | undefined;
   /** Has changes the heads or wake-ups databases do not hold yet. */
@@ -86,6 +88,7 @@ export class EntityCache {
         committedLastSeq: undefined,
         committedHead: undefined,
         snapshotSeq: undefined,
+        damaged: undefined,
         wake: undefined,
         dirty: false,
         version: 0,

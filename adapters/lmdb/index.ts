@@ -63,7 +63,11 @@ import {
   scanWakeups,
   type ReadContext,
 } from './reads.js';
-import { decodeSnapshot, encodeLogRecord } from './records.js';
+import {
+  damagedEntity,
+  decodeSnapshot,
+  encodeLogRecord,
+} from './records.js';
 
 export type { LmdbStoreOptions } from './options.js';
 
@@ -165,13 +169,16 @@ export function lmdbStore(options: LmdbStoreOptions): Store {
   function committedHead(key: EntityKey): { head: number; lastSeq: number } {
     const opened = session();
     const state = cache.get(key);
+    if (state?.damaged !== undefined) throw damagedEntity(key, state.damaged);
     if (
       state?.committedHead !== undefined &&
       state.committedLastSeq !== undefined
     ) {
       return { head: state.committedHead, lastSeq: state.committedLastSeq };
     }
-    return readHead(opened, entity(key));
+    const head = readHead(opened, entity(key));
+    if (head.damaged !== undefined) throw damagedEntity(key, head.damaged);
+    return head;
   }
 
   const reads: ReadContext = {
@@ -247,6 +254,7 @@ export function lmdbStore(options: LmdbStoreOptions): Store {
           entryCount: write.entries.length,
           record: hasRecord
             ? encodeLogRecord(
+                target.prefix,
                 write.key,
                 write.expectedSeq + 1,
                 write.entries,

@@ -8,7 +8,7 @@
  * checkpoint are replayed into memory on open (and after an aborted batch),
  * which bounds the work by `checkpointRecords`.
  */
-import { StoreError } from '../../src/errors.js';
+import { StoreError, isShardchartError } from '../../src/errors.js';
 import type { EntityKey, JournalEntry } from '../../src/persistence/types.js';
 import type { EntityCache } from './entity-cache.js';
 import {
@@ -22,6 +22,7 @@ import {
   decodeLogRecord,
   decodeMeta,
   corruptKey,
+  peekLogRecord,
   type LogRecord,
 } from './records.js';
 
@@ -47,12 +48,42 @@ export function rebuild(
   })) {
     const pos = decodeLogKey(key);
     if (pos === undefined) throw corruptKey('log', key);
-    const record = decodeLogRecord(value, pos);
-    const state = cache.getOrCreate(record.key);
+    const clear = peekLogRecord(value);
+    if (clear === undefined) {
+      // Without its entity we cannot tell whose journal lost a write.
+      throw new StoreError(
+        'STORE_CORRUPT',
+        `The log record at position ${pos} is damaged beyond telling which entity it belongs to, so the store cannot be opened safely. Restore the store from a backup.`,
+        { details: { db: 'log', pos, reason: 'header' } },
+      );
+    }
+    const state = cache.getOrCreate(clear.key);
     if (state.head === undefined || state.lastSeq === undefined) {
-      const head = readHead(dbs, encodeEntity(record.key, prefixBytesMax));
+      const head = readHead(dbs, encodeEntity(clear.key, prefixBytesMax));
       state.head = head.head;
       state.lastSeq = head.lastSeq;
+      state.damaged = head.damaged;
+    }
+    let record: LogRecord | undefined;
+    if (state.damaged === undefined) {
+      try {
+        record = decodeLogRecord(value, pos);
+      } catch (error) {
+        if (!isShardchartError(error, 'STORE_CORRUPT')) throw error;
+        // The damage stays with this entity: it neither reads nor writes
+        // until repaired, and every other entity opens as usual.
+        state.damaged = pos;
+      }
+    }
+    if (record === undefined) {
+      // A damaged entity: follow its chain without trusting its contents.
+      state.head = pos;
+      state.committedHead = pos;
+      state.committedLastSeq = state.lastSeq;
+      cache.markDirty(state);
+      last = pos;
+      replayed++;
+      continue;
     }
     if (record.prev !== state.head) {
       throw broken(

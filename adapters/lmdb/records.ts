@@ -13,7 +13,7 @@ import type {
   JournalEntry,
   StoredSnapshot,
 } from '../../src/persistence/types.js';
-import { quote } from './keys.js';
+import { decodeEntity, quote } from './keys.js';
 
 /** Which record failed, for the error message and `details`. */
 interface RecordLocation {
@@ -47,12 +47,14 @@ export interface LogRecord {
 }
 
 /**
- * Encodes a log record, leaving its previous-record pointer to be filled in
- * inside the write transaction (see {@link setLogPrev}): the frame's CRC
- * covers everything else. A damaged pointer is caught when a read finds a
- * record of another entity or a break in the seqs.
+ * Encodes a log record: `[8 bytes prev][entity prefix][frame]`. The
+ * previous-record pointer is filled in inside the write transaction (see
+ * {@link setLogPrev}); the frame's CRC covers the rest of the record. The
+ * prefix is in clear so that a record whose frame is damaged can still be
+ * attributed to its entity, and the damage kept to that entity.
  */
 export function encodeLogRecord(
+  prefix: Buffer,
   key: EntityKey,
   firstSeq: number,
   entries: readonly JournalEntry[],
@@ -63,8 +65,9 @@ export function encodeLogRecord(
       ? { k: [key.type, key.id], s: firstSeq, e: entries }
       : { k: [key.type, key.id], s: firstSeq, e: entries, w: wakeAt },
   );
-  const value = Buffer.allocUnsafe(LOG_PREV_BYTES + frame.length);
-  value.set(frame, LOG_PREV_BYTES);
+  const value = Buffer.allocUnsafe(LOG_PREV_BYTES + prefix.length + frame.length);
+  prefix.copy(value, LOG_PREV_BYTES);
+  value.set(frame, LOG_PREV_BYTES + prefix.length);
   return value;
 }
 
@@ -72,6 +75,25 @@ export function encodeLogRecord(
 export function setLogPrev(value: Buffer, prev: number): void {
   value.writeUInt32BE(Math.floor(prev / 0x1_0000_0000), 0);
   value.writeUInt32BE(prev >>> 0, 4);
+}
+
+/**
+ * The clear part of a log record: its previous-record pointer and entity,
+ * readable even when the frame is damaged. `undefined` when the bytes are
+ * too short or the prefix does not parse.
+ */
+export function peekLogRecord(
+  bytes: Uint8Array,
+): { prev: number; key: EntityKey; frameOffset: number } | undefined {
+  if (bytes.length < LOG_PREV_BYTES) return undefined;
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const entity = decodeEntity(view.subarray(LOG_PREV_BYTES));
+  if (entity === undefined) return undefined;
+  return {
+    prev: view.readUInt32BE(0) * 0x1_0000_0000 + view.readUInt32BE(4),
+    key: entity.key,
+    frameOffset: LOG_PREV_BYTES + entity.prefixBytes,
+  };
 }
 
 /**
@@ -84,27 +106,26 @@ export function decodeLogRecord(
   pos: number,
   expected?: EntityKey,
 ): LogRecord {
-  const where = { db: 'log', key: expected, seq: undefined, pos };
-  if (bytes.length < LOG_PREV_BYTES) {
-    throw corrupt(where, 'it is cut short', undefined, 'truncated');
+  const clear = peekLogRecord(bytes);
+  const where = { db: 'log', key: expected ?? clear?.key, seq: undefined, pos };
+  if (clear === undefined) {
+    throw corrupt(where, 'its header is cut short or does not parse', undefined, 'truncated');
   }
-  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const prev = view.readUInt32BE(0) * 0x1_0000_0000 + view.readUInt32BE(4);
-  const value = decodeStored(bytes.subarray(LOG_PREV_BYTES), where);
+  const value = decodeStored(bytes.subarray(clear.frameOffset), where);
   if (
     !isObject(value) ||
     !Array.isArray(value.k) ||
     value.k.length !== 2 ||
-    typeof value.k[0] !== 'string' ||
-    typeof value.k[1] !== 'string' ||
+    value.k[0] !== clear.key.type ||
+    value.k[1] !== clear.key.id ||
     !Number.isSafeInteger(value.s) ||
     !Array.isArray(value.e) ||
     !(value.w === undefined || value.w === null || Number.isFinite(value.w)) ||
-    prev >= pos
+    clear.prev >= pos
   ) {
     throw corrupt(where, 'it is not a log record');
   }
-  const key = { type: value.k[0], id: value.k[1] };
+  const key = clear.key;
   if (
     expected !== undefined &&
     (key.type !== expected.type || key.id !== expected.id)
@@ -134,7 +155,7 @@ export function decodeLogRecord(
     }
   }
   return {
-    prev,
+    prev: clear.prev,
     key,
     firstSeq,
     entries: entries as JournalEntry[],
@@ -148,10 +169,19 @@ export interface HeadRecord {
   readonly head: number;
   /** Seq of its last journal entry (0: none). */
   readonly lastSeq: number;
+  /**
+   * Position of a damaged record in the entity's chain (found when the log
+   * was replayed): reads and writes of the entity fail with `STORE_CORRUPT`.
+   */
+  readonly damaged?: number | undefined;
 }
 
 export function encodeHead(head: HeadRecord): Uint8Array {
-  return encodeRecord({ h: head.head, q: head.lastSeq });
+  return encodeRecord(
+    head.damaged === undefined
+      ? { h: head.head, q: head.lastSeq }
+      : { h: head.head, q: head.lastSeq, d: head.damaged },
+  );
 }
 
 export function decodeHead(bytes: Uint8Array, key: EntityKey): HeadRecord {
@@ -162,11 +192,16 @@ export function decodeHead(bytes: Uint8Array, key: EntityKey): HeadRecord {
     !Number.isSafeInteger(value.h) ||
     !Number.isSafeInteger(value.q) ||
     (value.h as number) < 0 ||
-    (value.q as number) < 0
+    (value.q as number) < 0 ||
+    !(value.d === undefined || Number.isSafeInteger(value.d))
   ) {
     throw corrupt(where, 'it is not a head record');
   }
-  return { head: value.h as number, lastSeq: value.q as number };
+  return {
+    head: value.h as number,
+    lastSeq: value.q as number,
+    damaged: value.d as number | undefined,
+  };
 }
 
 /**
@@ -239,6 +274,18 @@ export function decodeDeadLetter(bytes: Uint8Array, n: number): DeadLetter {
     throw corrupt(where, 'it is not a dead letter');
   }
   return value as unknown as DeadLetter;
+}
+
+/**
+ * The entity has a damaged record in its chain (at `pos`): nothing of it can
+ * be trusted past that point, so it neither reads nor writes.
+ */
+export function damagedEntity(key: EntityKey, pos: number): StoreError {
+  return new StoreError(
+    'STORE_CORRUPT',
+    `The log record of entity ${quote(key)} at log position ${pos} is corrupt, so its journal cannot be read past it. Restore the store from a backup, or delete the records of entity ${quote(key)} to let it start over.`,
+    { details: { db: 'log', key, pos, reason: 'damaged' } },
+  );
 }
 
 /** A key that does not parse: the database itself is damaged. */

@@ -94,7 +94,7 @@ describe('lmdb corruption', () => {
 
   it('journal - a valid frame holding another seq is reported as corrupt', async () => {
     await damage('log', logKey(1), () =>
-      encodeLogRecord(A, 1, [{ seq: 9, at: 0, event: { type: 'CHANGED' } }], undefined).fill(0, 0, 8),
+      encodeLogRecord(prefixOf(A), A, 1, [{ seq: 9, at: 0, event: { type: 'CHANGED' } }], undefined).fill(0, 0, 8),
     );
     store = lmdbStore({ path });
     expectCorrupt(
@@ -106,7 +106,7 @@ describe('lmdb corruption', () => {
 
   it('journal - a record of another entity in the chain is reported as corrupt', async () => {
     await damage('log', logKey(1), () => {
-      const bytes = encodeLogRecord(B, 1, [1, 2, 3].map((seq) => ({ seq, at: seq, event: { type: 'CHANGED' } })), undefined);
+      const bytes = encodeLogRecord(prefixOf(B), B, 1, [1, 2, 3].map((seq) => ({ seq, at: seq, event: { type: 'CHANGED' } })), undefined);
       return bytes.fill(0, 0, 8);
     });
     store = lmdbStore({ path });
@@ -115,6 +115,41 @@ describe('lmdb corruption', () => {
       A,
       'chain',
     );
+  });
+
+  it('replay - a damaged record past the checkpoint fails its entity only, also after reopen', async () => {
+    // The writer is never closed, as after a crash: its records are past
+    // the last checkpoint and must be replayed by the next open.
+    const crashedPath = mkdtempSync(join(tmpdir(), 'shardchart-lmdb-crashed-'));
+    try {
+      const crashed = lmdbStore({ path: crashedPath });
+      for (let seq = 1; seq <= 3; seq++) {
+        await crashed.write({ key: A, expectedSeq: seq - 1, entries: [{ seq, at: seq, event: { type: 'CHANGED' } }] });
+      }
+      await crashed.write({ key: B, expectedSeq: 0, entries: [{ seq: 1, at: 1, event: { type: 'CHANGED' } }] });
+      await damage('log', logKey(2), flipBit, crashedPath);
+
+      for (let open = 0; open < 2; open++) {
+        store = lmdbStore({ path: crashedPath });
+        expectCorrupt(await rejectionOf(collect(store.journal.read(A, 1))), A, 'damaged');
+        expectCorrupt(await rejectionOf(store.journal.lastSeq(A)), A, 'damaged');
+        expectCorrupt(
+          await rejectionOf(store.write({ key: A, expectedSeq: 3, entries: [{ seq: 4, at: 4, event: { type: 'CHANGED' } }] })),
+          A,
+          'damaged',
+        );
+        // Every other entity opens, reads and writes as usual.
+        const seqB = await store.journal.lastSeq(B);
+        expect(seqB).toBe(1 + open);
+        await store.write({ key: B, expectedSeq: seqB, entries: [{ seq: seqB + 1, at: 2, event: { type: 'CHANGED' } }] });
+        expect(await collect(store.journal.read(B, 1))).toHaveLength(seqB + 1);
+        // The second round opens after a checkpoint kept the damage mark.
+        await store.close();
+        store = undefined;
+      }
+    } finally {
+      rmSync(crashedPath, { recursive: true, force: true });
+    }
   });
 
   it('snapshot - a truncated snapshot fails load, a newer one replaces it', async () => {
@@ -153,9 +188,10 @@ async function damage(
   dbName: string,
   key: Uint8Array,
   change: (bytes: Uint8Array) => Uint8Array,
+  at: string = path,
 ): Promise<void> {
   const env = open<Uint8Array, Uint8Array>({
-    path,
+    path: at,
     encoding: 'binary',
     keyEncoding: 'binary',
   });
