@@ -102,6 +102,13 @@ export function renderDot(graph: GraphModel): string {
     out.push(`${pad}}`);
   };
 
+  /** True when `node` is `ancestor` or lies anywhere inside it. */
+  const isInside = (node: GraphNode, ancestor: GraphNode): boolean => {
+    for (let cur: GraphNode | undefined = node; cur; cur = cur.parent === null ? undefined : index.get(cur.parent)) {
+      if (cur === ancestor) return true;
+    }
+    return false;
+  };
   /** The DOT node an edge attaches to; for a cluster, its anchor. */
   const endpoint = (node: GraphNode): string =>
     isContainer(node) ? anchor(node) : sid(node.id);
@@ -116,8 +123,11 @@ export function renderDot(graph: GraphModel): string {
       const target = index.get(targetId)!;
       const attrs = [`label=<${edgeLabel(edge)}>`];
       const self = source === target;
-      // A loop on a cluster cannot be clipped at both ends; it stays on the anchor.
-      if (!self) attrs.push(...clip(source, 'tail'), ...clip(target, 'head'));
+      // Graphviz clips at a cluster only when the other end lies outside
+      // it: a loop on a cluster, or an edge between a state and its own
+      // descendant, stays on the anchor at the inner end.
+      if (!self && !isInside(target, source)) attrs.push(...clip(source, 'tail'));
+      if (!self && !isInside(source, target)) attrs.push(...clip(target, 'head'));
       if (edge.pending) {
         attrs.push(`color="${palette.activeLine}"`, `fontcolor="${palette.activeLine}"`, 'penwidth=2');
       }
@@ -129,12 +139,12 @@ export function renderDot(graph: GraphModel): string {
     if (node.type !== 'history') continue;
     for (const targetId of node.historyTarget ?? []) {
       const target = index.get(targetId)!;
-      out.push(`  ${sid(node.id)} -> ${endpoint(target)} [style=dashed, label=<default>${clip(target, 'head').map((c) => `, ${c}`).join('')}];`);
+      out.push(`  ${sid(node.id)} -> ${endpoint(target)} [style=dashed, label=<default>${(isInside(node, target) ? [] : clip(target, 'head')).map((c) => `, ${c}`).join('')}];`);
     }
     for (const rememberedId of node.remembers ?? []) {
       const target = index.get(rememberedId);
       if (!target) continue;
-      out.push(`  ${sid(node.id)} -> ${endpoint(target)} [style=dotted, color="${palette.activeLine}", arrowhead=open, constraint=false${clip(target, 'head').map((c) => `, ${c}`).join('')}];`);
+      out.push(`  ${sid(node.id)} -> ${endpoint(target)} [style=dotted, color="${palette.activeLine}", arrowhead=open, constraint=false${(isInside(node, target) ? [] : clip(target, 'head')).map((c) => `, ${c}`).join('')}];`);
     }
   }
   out.push('}');
@@ -186,9 +196,15 @@ function quote(text: string): string {
   return `"${text.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\r?\n/g, '\\n')}"`;
 }
 
-/** Text inside a Graphviz HTML-like label. */
+/**
+ * Text inside a Graphviz HTML-like label. Graphviz still applies its own
+ * backslash escapes there (backslash-N is the node name, two backslashes
+ * are one), even to a backslash written as an entity, so every backslash
+ * is doubled.
+ */
 function html(text: string): string {
   return text
+    .replace(/\\/g, '\\\\')
     .replace(/&/g, '&amp;')
     .replace(/</g, '&lt;')
     .replace(/>/g, '&gt;')

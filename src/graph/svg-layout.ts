@@ -58,6 +58,8 @@ export interface LaidShape {
   region: boolean;
   /** Name line, then the smaller inner lines. */
   title?: string;
+  /** Containers: small text after the name (the live summary on the root). */
+  note?: string;
   lines: string[];
 }
 
@@ -141,14 +143,22 @@ export async function layoutGraph(
       return { id: frameId, layoutOptions: padding(10, 10), children: [{ ...elkNode }] };
     }
     const lines = innerLines(node, graph.edges).concat(selfLoops(node, graph.edges));
-    const summary = node.id === graph.root ? liveSummary(graph) : undefined;
-    const title = summary === undefined ? node.key : `${node.key}  (${summary})`;
+    const note = node.id === graph.root ? liveSummary(graph) : undefined;
+    const title = node.key;
     const headerHeight = 8 + sizes.name * sizes.lineHeight + lines.length * sizes.line * sizes.lineHeight + 6;
     const headerWidth = Math.max(
-      textWidth(title, sizes.name, true),
+      textWidth(title, sizes.name, true) + (note === undefined ? 0 : 10 + textWidth(note, sizes.line)),
       ...lines.map((l) => textWidth(l, sizes.line)),
     );
-    shapes.set(id, { kind: 'container', box: zero(), node, region, title, lines });
+    shapes.set(id, {
+      kind: 'container',
+      box: zero(),
+      node,
+      region,
+      title,
+      ...(note === undefined ? {} : { note }),
+      lines,
+    });
     const children: ElkNode[] = [];
     if (node.type !== 'parallel' && node.initial !== undefined) {
       const initialId = `${id}__initial`;

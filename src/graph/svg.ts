@@ -10,7 +10,7 @@ import {
   type LaidShape,
   type Layout,
 } from './svg-layout.js';
-import { fontFamily } from './text-metrics.js';
+import { fontFamily, textWidth } from './text-metrics.js';
 import type { GraphModel, GraphOptions } from './types.js';
 
 /** Options of {@link toSvg}. */
@@ -146,6 +146,10 @@ function drawShape(shape: LaidShape): string {
       `<rect x="${n(x)}" y="${n(y)}" width="${n(width)}" height="${n(height)}" rx="10"/>`,
       text('name', x + 10, y + 8 + sizes.name, shape.title ?? '', 'start'),
     ];
+    if (shape.note !== undefined) {
+      const after = x + 10 + textWidth(shape.title ?? '', sizes.name, true) + 10;
+      parts.push(text('line', after, y + 8 + sizes.name, shape.note, 'start'));
+    }
     shape.lines.forEach((line, i) => {
       parts.push(text('line', x + 10, y + 8 + sizes.name * sizes.lineHeight + (i + 1) * sizes.line * sizes.lineHeight, line, 'start'));
     });

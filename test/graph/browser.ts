@@ -60,8 +60,8 @@ export async function openBrowserPage(): Promise<BrowserPage> {
 export interface MermaidResult {
   svg?: string;
   error?: string;
-  /** Text content of the rendered SVG. */
-  text?: string;
+  /** The text of every element holding text directly (labels), whitespace-trimmed. */
+  texts?: string[];
 }
 
 let counter = 0;
@@ -75,11 +75,75 @@ export async function renderMermaid(page: Page, text: string): Promise<MermaidRe
       try {
         const { svg } = await mermaid.render(id, text);
         const doc = new (globalThis as any).DOMParser().parseFromString(svg, 'image/svg+xml');
-        return { svg, text: doc.documentElement.textContent ?? '' };
+        const texts: string[] = [];
+        for (const el of doc.querySelectorAll('*')) {
+          if (el.tagName === 'style') continue;
+          let own = '';
+          for (const child of el.childNodes) if (child.nodeType === 3) own += child.textContent;
+          if (own.trim() !== '') texts.push(own.trim());
+        }
+        return { svg, texts };
       } catch (err) {
         return { error: String((err as Error)?.message ?? err) };
       }
     },
     { text, id: `m${counter}` },
   );
+}
+
+export interface SvgStateBox {
+  id: string;
+  type: string;
+  classes: string;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  /** Rendered width of the state's name, measured by the browser. */
+  nameWidth: number;
+}
+
+export interface SvgInspection {
+  /** The XML parser's complaint, when the document is not well-formed. */
+  parseError?: string;
+  texts: string[];
+  states: SvgStateBox[];
+  /** `class` of every transition group. */
+  edges: { classes: string; event: string | null; texts: string[] }[];
+}
+
+/**
+ * Parses SVG text with the browser's strict XML parser, then puts it in the
+ * page so the browser measures the real text and shapes.
+ */
+export async function inspectSvg(page: Page, svg: string): Promise<SvgInspection> {
+  return page.evaluate((svg) => {
+    const g = globalThis as any;
+    const doc = new g.DOMParser().parseFromString(svg, 'image/svg+xml');
+    const error = doc.querySelector('parsererror');
+    if (error) return { parseError: String(error.textContent), texts: [], states: [], edges: [] };
+    const out = g.document.getElementById('out');
+    out.innerHTML = '';
+    out.appendChild(g.document.importNode(doc.documentElement, true));
+    const root = out.querySelector('svg');
+    const texts = [...root.querySelectorAll('text')].map((t: any) => String(t.textContent));
+    const states = [...root.querySelectorAll('g[data-state-id]')].map((el: any) => {
+      const shape = el.querySelector(':scope > rect, :scope > circle');
+      const box = shape.getBBox();
+      const name = el.querySelector(':scope > text.name');
+      return {
+        id: el.getAttribute('data-state-id'),
+        type: el.getAttribute('data-type'),
+        classes: el.getAttribute('class'),
+        x: box.x, y: box.y, width: box.width, height: box.height,
+        nameWidth: name ? name.getBBox().width : 0,
+      };
+    });
+    const edges = [...root.querySelectorAll('g.tr')].map((el: any) => ({
+      classes: String(el.getAttribute('class')),
+      event: el.getAttribute('data-event'),
+      texts: [...el.querySelectorAll('text')].map((t: any) => String(t.textContent)),
+    }));
+    return { texts, states, edges };
+  }, svg);
 }

@@ -120,7 +120,7 @@ export const hostile = setup({}).createMachine({
         'class {x}': { id: 'state' },
       },
     },
-    'back\\slash': { type: 'final', id: 'bs' },
+    'back\\slash \\N': { type: 'final', id: 'bs' },
     "it's \u00e9t\u00e9 \u6f22 %%": { on: { '#35;': '#bs' } },
   },
 });
