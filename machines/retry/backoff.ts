@@ -38,15 +38,22 @@ export const backoffDefaults: BackoffOptions = {
 };
 
 /** Fills in defaults and checks ranges; throws ConfigError naming `factory`. @internal */
-export function resolveBackoff(factory: string, options: Partial<BackoffOptions> | undefined, defaults = backoffDefaults): BackoffOptions {
+export function resolveBackoff(
+  factory: string,
+  options: Partial<BackoffOptions> | undefined,
+  defaults = backoffDefaults,
+): BackoffOptions {
   const b = { ...defaults, ...options };
   checkInteger(factory, 'backoff.initialMs', b.initialMs, 0, timerMsMax);
   checkNumber(factory, 'backoff.factor', b.factor, 1, 1_000);
   checkInteger(factory, 'backoff.maxMs', b.maxMs, 0, timerMsMax);
   if (b.jitter !== 'full' && b.jitter !== 'none') {
-    throw new ConfigError(`${factory}: backoff.jitter must be 'full' or 'none'; got ${JSON.stringify(b.jitter)}.`, {
-      details: { option: 'backoff.jitter', value: b.jitter },
-    });
+    throw new ConfigError(
+      `${factory}: backoff.jitter must be 'full' or 'none'; got ${JSON.stringify(b.jitter)}.`,
+      {
+        details: { option: 'backoff.jitter', value: b.jitter },
+      },
+    );
   }
   return b;
 }
@@ -111,11 +118,16 @@ export function seedFrom(value: unknown): number {
  * // { delayMs: 400, rng: 1 }
  * ```
  */
-export function backoffDelay(options: BackoffOptions, failures: number, rng: number): { delayMs: number; rng: number } {
+export function backoffDelay(
+  options: BackoffOptions,
+  failures: number,
+  rng: number,
+): { delayMs: number; rng: number } {
   // Iterating keeps the cap exact and never overflows to Infinity or NaN
   // (0 * Infinity), whatever the factor.
   let base = Math.min(options.initialMs, options.maxMs);
-  for (let i = 1; i < failures && base < options.maxMs; i++) base = Math.min(options.maxMs, base * options.factor);
+  for (let i = 1; i < failures && base < options.maxMs; i++)
+    base = Math.min(options.maxMs, base * options.factor);
   if (options.jitter === 'none') return { delayMs: Math.floor(base), rng };
   const next = xorshift32(rng);
   return { delayMs: Math.floor((base * next) / 4_294_967_296), rng: next };

@@ -7,8 +7,19 @@ import { ConfigError } from '../../src/errors.js';
  * value received.
  * @internal
  */
-export function checkInteger(factory: string, name: string, value: unknown, min: number, max: number): void {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+export function checkInteger(
+  factory: string,
+  name: string,
+  value: unknown,
+  min: number,
+  max: number,
+): void {
+  if (
+    typeof value !== 'number' ||
+    !Number.isInteger(value) ||
+    value < min ||
+    value > max
+  ) {
     throw new ConfigError(
       `${factory}: ${name} must be an integer from ${min} to ${max}; got ${JSON.stringify(value) ?? String(value)}.`,
       { details: { option: name, value } },
@@ -17,8 +28,19 @@ export function checkInteger(factory: string, name: string, value: unknown, min:
 }
 
 /** Like {@link checkInteger}, for numbers that may have a fraction. @internal */
-export function checkNumber(factory: string, name: string, value: unknown, min: number, max: number): void {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+export function checkNumber(
+  factory: string,
+  name: string,
+  value: unknown,
+  min: number,
+  max: number,
+): void {
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    value < min ||
+    value > max
+  ) {
     throw new ConfigError(
       `${factory}: ${name} must be a number from ${min} to ${max}; got ${JSON.stringify(value) ?? String(value)}.`,
       { details: { option: name, value } },
@@ -27,11 +49,18 @@ export function checkNumber(factory: string, name: string, value: unknown, min: 
 }
 
 /** Throws unless `value` is a function. @internal */
-export function checkFunction(factory: string, name: string, value: unknown): void {
+export function checkFunction(
+  factory: string,
+  name: string,
+  value: unknown,
+): void {
   if (typeof value !== 'function') {
-    throw new ConfigError(`${factory}: ${name} must be a function; got ${typeof value}.`, {
-      details: { option: name },
-    });
+    throw new ConfigError(
+      `${factory}: ${name} must be a function; got ${typeof value}.`,
+      {
+        details: { option: name },
+      },
+    );
   }
 }
 

@@ -11,7 +11,12 @@ export type {
   RetryOutcome,
   RetryOutput,
 } from './retry-machine.js';
-export { backoffDefaults, backoffDelay, seedFrom, xorshift32 } from './backoff.js';
+export {
+  backoffDefaults,
+  backoffDelay,
+  seedFrom,
+  xorshift32,
+} from './backoff.js';
 export type { BackoffOptions } from './backoff.js';
 export { serialiseError, isSerializedError } from './serialise-error.js';
 export type { SerializedError } from './serialise-error.js';

@@ -1,11 +1,17 @@
 import { assign, setup, stateIn } from 'xstate';
-import { backoffDelay, resolveBackoff, seedFrom, type BackoffOptions } from './backoff.js';
+import {
+  backoffDelay,
+  resolveBackoff,
+  seedFrom,
+  type BackoffOptions,
+} from './backoff.js';
 import { checkFunction, checkInteger, timerMsMax } from './check.js';
 import type { SerializedError } from './serialise-error.js';
 import { fromTask, toTaskFailure, type Task } from './task.js';
 
 /** How a retry run ended; each is a final state of the same name. */
-export type RetryOutcome = 'succeeded' | 'notRetryable' | 'attemptsExhausted' | 'deadlineExceeded';
+export type RetryOutcome =
+  'succeeded' | 'notRetryable' | 'attemptsExhausted' | 'deadlineExceeded';
 
 /** One failed attempt. */
 export interface RetryAttempt {
@@ -112,12 +118,22 @@ const factory = 'createRetryMachine';
  * if (output.outcome === 'succeeded') console.log(output.result);
  * ```
  */
-export function createRetryMachine<TInput = unknown, TResult = unknown>(options: RetryMachineOptions<TInput, TResult>) {
+export function createRetryMachine<TInput = unknown, TResult = unknown>(
+  options: RetryMachineOptions<TInput, TResult>,
+) {
   checkFunction(factory, 'task', options.task);
-  checkInteger(factory, 'attemptsMax', options.attemptsMax, 1, retryLimits.attemptsMax);
+  checkInteger(
+    factory,
+    'attemptsMax',
+    options.attemptsMax,
+    1,
+    retryLimits.attemptsMax,
+  );
   const backoff = resolveBackoff(factory, options.backoff);
-  if (options.deadlineMs !== undefined) checkInteger(factory, 'deadlineMs', options.deadlineMs, 1, timerMsMax);
-  if (options.isRetryable !== undefined) checkFunction(factory, 'isRetryable', options.isRetryable);
+  if (options.deadlineMs !== undefined)
+    checkInteger(factory, 'deadlineMs', options.deadlineMs, 1, timerMsMax);
+  if (options.isRetryable !== undefined)
+    checkFunction(factory, 'isRetryable', options.isRetryable);
   if (options.now !== undefined) checkFunction(factory, 'now', options.now);
   const { attemptsMax, deadlineMs } = options;
   const id = options.id ?? 'retry';
@@ -132,14 +148,18 @@ export function createRetryMachine<TInput = unknown, TResult = unknown>(options:
       output: {} as RetryOutput<TResult>,
     },
     actors: {
-      attempt: fromTask(options.task, { now: options.now, isRetryable: options.isRetryable }),
+      attempt: fromTask(options.task, {
+        now: options.now,
+        isRetryable: options.isRetryable,
+      }),
     },
     delays: {
       backoff: ({ context }) => context.nextDelayMs,
       deadline: deadlineMs ?? timerMsMax,
     },
     guards: {
-      notRetryable: ({ event }) => !toTaskFailure((event as { error?: unknown }).error).retryable,
+      notRetryable: ({ event }) =>
+        !toTaskFailure((event as { error?: unknown }).error).retryable,
       attemptsLeft: ({ context }) => context.attemptsMade < attemptsMax,
     },
     actions: {
@@ -149,9 +169,18 @@ export function createRetryMachine<TInput = unknown, TResult = unknown>(options:
         const { delayMs, rng } = params.wait
           ? backoffDelay(backoff, context.attempts.length + 1, context.rng)
           : { delayMs: 0, rng: context.rng };
-        const record: RetryAttempt = { attempt: context.attemptsMade, error: failure.error, delayMs };
-        if (failure.startedAt !== undefined) record.startedAt = failure.startedAt;
-        return { attempts: [...context.attempts, record], rng, nextDelayMs: delayMs };
+        const record: RetryAttempt = {
+          attempt: context.attemptsMade,
+          error: failure.error,
+          delayMs,
+        };
+        if (failure.startedAt !== undefined)
+          record.startedAt = failure.startedAt;
+        return {
+          attempts: [...context.attempts, record],
+          rng,
+          nextDelayMs: delayMs,
+        };
       }),
       recordInFlightAtDeadline: assign(({ context }) => ({
         attempts: [
@@ -167,7 +196,9 @@ export function createRetryMachine<TInput = unknown, TResult = unknown>(options:
           },
         ],
       })),
-      setOutcome: assign((_, params: { outcome: RetryOutcome }) => ({ outcome: params.outcome })),
+      setOutcome: assign((_, params: { outcome: RetryOutcome }) => ({
+        outcome: params.outcome,
+      })),
     },
   }).createMachine({
     id,
@@ -195,9 +226,21 @@ export function createRetryMachine<TInput = unknown, TResult = unknown>(options:
                   {
                     guard: stateIn(`#${id}.running.attempting`),
                     target: 'deadlineExceeded',
-                    actions: ['recordInFlightAtDeadline', { type: 'setOutcome', params: { outcome: 'deadlineExceeded' } }],
+                    actions: [
+                      'recordInFlightAtDeadline',
+                      {
+                        type: 'setOutcome',
+                        params: { outcome: 'deadlineExceeded' },
+                      },
+                    ],
                   },
-                  { target: 'deadlineExceeded', actions: { type: 'setOutcome', params: { outcome: 'deadlineExceeded' } } },
+                  {
+                    target: 'deadlineExceeded',
+                    actions: {
+                      type: 'setOutcome',
+                      params: { outcome: 'deadlineExceeded' },
+                    },
+                  },
                 ],
               },
             }),
@@ -205,25 +248,46 @@ export function createRetryMachine<TInput = unknown, TResult = unknown>(options:
           attempting: {
             // Counted on entry, before the invoke reads it for the task's
             // `attempt` argument (assign actions run before invocations start).
-            entry: assign({ attemptsMade: ({ context }) => context.attemptsMade + 1 }),
+            entry: assign({
+              attemptsMade: ({ context }) => context.attemptsMade + 1,
+            }),
             invoke: {
               id: 'attempt',
               src: 'attempt',
-              input: ({ context }) => ({ input: context.input as TInput, attempt: context.attemptsMade }),
+              input: ({ context }) => ({
+                input: context.input as TInput,
+                attempt: context.attemptsMade,
+              }),
               onDone: {
                 target: `#${id}.succeeded`,
-                actions: assign({ result: ({ event }) => event.output.result, outcome: 'succeeded' }),
+                actions: assign({
+                  result: ({ event }) => event.output.result,
+                  outcome: 'succeeded',
+                }),
               },
               onError: [
                 {
                   guard: 'notRetryable',
                   target: `#${id}.notRetryable`,
-                  actions: [{ type: 'recordFailure', params: { wait: false } }, { type: 'setOutcome', params: { outcome: 'notRetryable' } }],
+                  actions: [
+                    { type: 'recordFailure', params: { wait: false } },
+                    { type: 'setOutcome', params: { outcome: 'notRetryable' } },
+                  ],
                 },
-                { guard: 'attemptsLeft', target: 'waiting', actions: { type: 'recordFailure', params: { wait: true } } },
+                {
+                  guard: 'attemptsLeft',
+                  target: 'waiting',
+                  actions: { type: 'recordFailure', params: { wait: true } },
+                },
                 {
                   target: `#${id}.attemptsExhausted`,
-                  actions: [{ type: 'recordFailure', params: { wait: false } }, { type: 'setOutcome', params: { outcome: 'attemptsExhausted' } }],
+                  actions: [
+                    { type: 'recordFailure', params: { wait: false } },
+                    {
+                      type: 'setOutcome',
+                      params: { outcome: 'attemptsExhausted' },
+                    },
+                  ],
                 },
               ],
             },
@@ -242,7 +306,8 @@ export function createRetryMachine<TInput = unknown, TResult = unknown>(options:
         attempts: context.attempts,
         attemptsMade: context.attemptsMade,
       };
-      if (context.outcome === 'succeeded') out.result = context.result as TResult;
+      if (context.outcome === 'succeeded')
+        out.result = context.result as TResult;
       return out;
     },
   });

@@ -11,28 +11,50 @@ import { createActorSystem } from '../../src/index.js';
 import type { Store } from '../../src/persistence/types.js';
 import { memoryStore } from '../../adapters/memory/index.js';
 import { createRetryMachine, type RetryOutput } from './retry-machine.js';
-import { createSteppingClock, flush, runActor, runUntil, type SteppingClock } from './test-support.js';
+import {
+  createSteppingClock,
+  flush,
+  runActor,
+  runUntil,
+  type SteppingClock,
+} from './test-support.js';
 
 const quiet = () => pino({ level: 'silent' });
 
 /** A task that fails `failures` times per input, then returns the input upper-cased. */
-function scriptedTask(clock: SteppingClock, failures: number, starts: number[]) {
+function scriptedTask(
+  clock: SteppingClock,
+  failures: number,
+  starts: number[],
+) {
   const calls = new Map<string, number>();
   return async (input: string) => {
     starts.push(clock.now());
     const n = (calls.get(input) ?? 0) + 1;
     calls.set(input, n);
-    if (n <= failures) throw Object.assign(new Error(`attempt ${n} failed`), { code: 'EBUSY' });
+    if (n <= failures)
+      throw Object.assign(new Error(`attempt ${n} failed`), { code: 'EBUSY' });
     return input.toUpperCase();
   };
 }
 
-const backoff = { initialMs: 1_000, factor: 2, maxMs: 10_000, jitter: 'full' as const };
+const backoff = {
+  initialMs: 1_000,
+  factor: 2,
+  maxMs: 10_000,
+  jitter: 'full' as const,
+};
 
-async function boot(store: Store, clock: SteppingClock, machine: ReturnType<typeof createRetryMachine<string, string>>) {
+async function boot(
+  store: Store,
+  clock: SteppingClock,
+  machine: ReturnType<typeof createRetryMachine<string, string>>,
+) {
   return createActorSystem({
     name: 'retry-test',
-    entities: { retry: { machine, input: (id: string) => ({ input: id, seed: 11 }) } },
+    entities: {
+      retry: { machine, input: (id: string) => ({ input: id, seed: 11 }) },
+    },
     store,
     clock,
     logger: quiet(),
@@ -45,15 +67,31 @@ describe('retry machine - as an entity', () => {
     // Reference run: a plain actor with the same seed, task script and clock start.
     const plainClock = createSteppingClock(0);
     const plainStarts: number[] = [];
-    const plainMachine = createRetryMachine({ task: scriptedTask(plainClock, 3, plainStarts), attemptsMax: 6, backoff });
-    const plain = await runActor(createActor(plainMachine, { input: { input: 'order-1', seed: 11 }, clock: plainClock }).start(), plainClock);
+    const plainMachine = createRetryMachine({
+      task: scriptedTask(plainClock, 3, plainStarts),
+      attemptsMax: 6,
+      backoff,
+    });
+    const plain = await runActor(
+      createActor(plainMachine, {
+        input: { input: 'order-1', seed: 11 },
+        clock: plainClock,
+      }).start(),
+      plainClock,
+    );
     // The test passivates during the first wait, so it needs one.
-    expect((plain.output as RetryOutput).attempts[0]!.delayMs).toBeGreaterThan(0);
+    expect((plain.output as RetryOutput).attempts[0]!.delayMs).toBeGreaterThan(
+      0,
+    );
 
     const clock = createSteppingClock(0);
     const store = memoryStore();
     const starts: number[] = [];
-    const machine = createRetryMachine({ task: scriptedTask(clock, 3, starts), attemptsMax: 6, backoff });
+    const machine = createRetryMachine({
+      task: scriptedTask(clock, 3, starts),
+      attemptsMax: 6,
+      backoff,
+    });
     const first = await boot(store, clock, machine);
     const ref = first.entity('retry', 'order-1');
     await ref.snapshot();
@@ -78,7 +116,9 @@ describe('retry machine - as an entity', () => {
     expect(done.value).toBe('succeeded');
     expect(done.output).toEqual(plain.output);
     expect(starts).toEqual(plainStarts);
-    expect((done.output as RetryOutput).attempts.map((a) => a.startedAt)).toEqual(plainStarts.slice(0, 3));
+    expect(
+      (done.output as RetryOutput).attempts.map((a) => a.startedAt),
+    ).toEqual(plainStarts.slice(0, 3));
     await second.stop();
   });
 
@@ -111,7 +151,9 @@ describe('retry machine - as an entity', () => {
     let lastAt = -1;
     for await (const entry of ref.journal()) lastAt = entry.at;
     expect(lastAt).toBe(1_100);
-    expect((done.output as RetryOutput).attempts.map((a) => a.startedAt)).toEqual([0, 300, 700, 1_000]);
+    expect(
+      (done.output as RetryOutput).attempts.map((a) => a.startedAt),
+    ).toEqual([0, 300, 700, 1_000]);
     await second.stop();
   });
 });

@@ -28,13 +28,21 @@ export function serialiseError(err: unknown): SerializedError {
   if (isSerializedError(err)) return copy(err);
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    const out: SerializedError = { name: err.name || 'Error', message: cut(err.message) };
-    if (typeof code === 'string' || (typeof code === 'number' && Number.isFinite(code))) out.code = code;
+    const out: SerializedError = {
+      name: err.name || 'Error',
+      message: cut(err.message),
+    };
+    if (
+      typeof code === 'string' ||
+      (typeof code === 'number' && Number.isFinite(code))
+    )
+      out.code = code;
     return out;
   }
   let message: string;
   try {
-    message = typeof err === 'string' ? err : JSON.stringify(err) ?? String(err);
+    message =
+      typeof err === 'string' ? err : (JSON.stringify(err) ?? String(err));
   } catch {
     message = String(err);
   }
@@ -52,10 +60,16 @@ export function isSerializedError(value: unknown): value is SerializedError {
 
 function copy(err: SerializedError): SerializedError {
   const out: SerializedError = { name: err.name, message: cut(err.message) };
-  if (typeof err.code === 'string' || (typeof err.code === 'number' && Number.isFinite(err.code))) out.code = err.code;
+  if (
+    typeof err.code === 'string' ||
+    (typeof err.code === 'number' && Number.isFinite(err.code))
+  )
+    out.code = err.code;
   return out;
 }
 
 function cut(message: string): string {
-  return message.length <= messageLengthMax ? message : `${message.slice(0, messageLengthMax - 1)}…`;
+  return message.length <= messageLengthMax
+    ? message
+    : `${message.slice(0, messageLengthMax - 1)}…`;
 }

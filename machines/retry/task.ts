@@ -1,5 +1,9 @@
 import { fromPromise } from 'xstate';
-import { isSerializedError, serialiseError, type SerializedError } from './serialise-error.js';
+import {
+  isSerializedError,
+  serialiseError,
+  type SerializedError,
+} from './serialise-error.js';
 
 /**
  * How the machines in this folder and its siblings run user code: a task is a
@@ -20,7 +24,10 @@ export interface TaskOptions {
  * (and, in most machines, of context), so when the machine runs as an
  * entity it must be plain JSON-safe data.
  */
-export type Task<TInput = unknown, TResult = unknown> = (input: TInput, options: TaskOptions) => Promise<TResult>;
+export type Task<TInput = unknown, TResult = unknown> = (
+  input: TInput,
+  options: TaskOptions,
+) => Promise<TResult>;
 
 /** What a wrapped task resolves with: the result and, when a clock is known, when it started. */
 export interface TaskDone<TResult> {
@@ -59,28 +66,41 @@ export interface FromTaskOptions {
  * {@link TaskFailure}.
  * @internal
  */
-export function fromTask<TInput, TResult>(task: Task<TInput, TResult>, options: FromTaskOptions = {}) {
-  return fromPromise<TaskDone<TResult>, TaskInput<TInput>>(async ({ input, signal, system }) => {
-    const startedAt = readNow(options.now, system);
-    try {
-      const result = await task(input.input, { signal, attempt: input.attempt });
-      return startedAt === undefined ? { result } : { result, startedAt };
-    } catch (error) {
-      let retryable: boolean;
+export function fromTask<TInput, TResult>(
+  task: Task<TInput, TResult>,
+  options: FromTaskOptions = {},
+) {
+  return fromPromise<TaskDone<TResult>, TaskInput<TInput>>(
+    async ({ input, signal, system }) => {
+      const startedAt = readNow(options.now, system);
       try {
-        retryable = options.isRetryable ? options.isRetryable(error, input.attempt) === true : true;
-      } catch {
-        // A predicate that throws cannot vouch for a retry; stop instead of looping.
-        retryable = false;
+        const result = await task(input.input, {
+          signal,
+          attempt: input.attempt,
+        });
+        return startedAt === undefined ? { result } : { result, startedAt };
+      } catch (error) {
+        let retryable: boolean;
+        try {
+          retryable = options.isRetryable
+            ? options.isRetryable(error, input.attempt) === true
+            : true;
+        } catch {
+          // A predicate that throws cannot vouch for a retry; stop instead of looping.
+          retryable = false;
+        }
+        const failure: TaskFailure = {
+          error: serialiseError(error),
+          retryable,
+        };
+        if (startedAt !== undefined) failure.startedAt = startedAt;
+        // The rejection reaches the machine as an event that an entity
+        // journals, so it has to be plain data rather than an Error.
+        // eslint-disable-next-line @typescript-eslint/only-throw-error
+        throw failure;
       }
-      const failure: TaskFailure = { error: serialiseError(error), retryable };
-      if (startedAt !== undefined) failure.startedAt = startedAt;
-      // The rejection reaches the machine as an event that an entity
-      // journals, so it has to be plain data rather than an Error.
-      // eslint-disable-next-line @typescript-eslint/only-throw-error
-      throw failure;
-    }
-  });
+    },
+  );
 }
 
 /**
@@ -90,9 +110,16 @@ export function fromTask<TInput, TResult>(task: Task<TInput, TResult>, options: 
  * @internal
  */
 export function toTaskFailure(error: unknown): TaskFailure {
-  if (typeof error === 'object' && error !== null && isSerializedError((error as { error?: unknown }).error)) {
+  if (
+    typeof error === 'object' &&
+    error !== null &&
+    isSerializedError((error as { error?: unknown }).error)
+  ) {
     const f = error as TaskFailure;
-    const out: TaskFailure = { error: serialiseError(f.error), retryable: f.retryable !== false };
+    const out: TaskFailure = {
+      error: serialiseError(f.error),
+      retryable: f.retryable !== false,
+    };
     if (typeof f.startedAt === 'number') out.startedAt = f.startedAt;
     return out;
   }
@@ -106,7 +133,10 @@ export function toTaskFailure(error: unknown): TaskFailure {
  * This runs inside the promise, a side effect whose result is journaled, so
  * reading a clock here does not make replay non-deterministic.
  */
-function readNow(now: (() => number) | undefined, system: unknown): number | undefined {
+function readNow(
+  now: (() => number) | undefined,
+  system: unknown,
+): number | undefined {
   if (now) return now();
   const clock = (system as { _clock?: { now?: unknown } } | undefined)?._clock;
   if (clock && typeof clock.now === 'function') {

@@ -3,9 +3,18 @@
  * breaker, saga, DAG). Not exported from `shardchart/machines`.
  * @internal
  */
-import type { AnyActorRef, AnyMachineSnapshot, AnyStateMachine, EventObject } from 'xstate';
+import {
+  transition,
+  type AnyActorRef,
+  type AnyMachineSnapshot,
+  type AnyStateMachine,
+  type EventObject,
+} from 'xstate';
 import { getShortestPaths, getSimplePaths } from 'xstate/graph';
-import { createSimulatedClock, type SimulatedClock } from '../../src/system/clock.js';
+import {
+  createSimulatedClock,
+  type SimulatedClock,
+} from '../../src/system/clock.js';
 
 /** A simulated clock that also knows its earliest pending deadline. @internal */
 export interface SteppingClock extends SimulatedClock {
@@ -36,7 +45,8 @@ export function createSteppingClock(startMs = 0): SteppingClock {
     pending: () => base.pending(),
     nextDeadline() {
       let min: number | undefined;
-      for (const at of deadlines.values()) if (min === undefined || at < min) min = at;
+      for (const at of deadlines.values())
+        if (min === undefined || at < min) min = at;
       return min;
     },
   };
@@ -44,7 +54,8 @@ export function createSteppingClock(startMs = 0): SteppingClock {
 
 /** Lets settled promises (invoked tasks) deliver their results. @internal */
 export async function flush(rounds = 3): Promise<void> {
-  for (let i = 0; i < rounds; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+  for (let i = 0; i < rounds; i++)
+    await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
 /**
@@ -53,20 +64,37 @@ export async function flush(rounds = 3): Promise<void> {
  * takes more than `stepsMax` steps, so a test never hangs.
  * @internal
  */
-export async function runUntil(clock: SteppingClock, isDone: () => boolean | Promise<boolean>, stepsMax = 10_000): Promise<void> {
+export async function runUntil(
+  clock: SteppingClock,
+  isDone: () => boolean | Promise<boolean>,
+  stepsMax = 10_000,
+): Promise<void> {
   for (let step = 0; step < stepsMax; step++) {
     await flush();
     if (await isDone()) return;
     const next = clock.nextDeadline();
-    if (next === undefined) throw new Error(`runUntil: stalled at t=${clock.now()} with no timer pending`);
+    if (next === undefined)
+      throw new Error(
+        `runUntil: stalled at t=${clock.now()} with no timer pending`,
+      );
     clock.advance(Math.max(0, next - clock.now()));
   }
-  throw new Error(`runUntil: not done after ${stepsMax} steps (t=${clock.now()})`);
+  throw new Error(
+    `runUntil: not done after ${stepsMax} steps (t=${clock.now()})`,
+  );
 }
 
 /** Runs a started plain actor to completion on the clock. @internal */
-export async function runActor(actor: AnyActorRef, clock: SteppingClock, stepsMax?: number): Promise<AnyMachineSnapshot> {
-  await runUntil(clock, () => (actor.getSnapshot() as AnyMachineSnapshot).status !== 'active', stepsMax);
+export async function runActor(
+  actor: AnyActorRef,
+  clock: SteppingClock,
+  stepsMax?: number,
+): Promise<AnyMachineSnapshot> {
+  await runUntil(
+    clock,
+    () => (actor.getSnapshot() as AnyMachineSnapshot).status !== 'active',
+    stepsMax,
+  );
   return actor.getSnapshot() as AnyMachineSnapshot;
 }
 
@@ -96,7 +124,8 @@ export function deferred<T>(): Deferred<T> {
 
 /** The event types the current state nodes accept (XState's own per-node lists). @internal */
 export function acceptedEventTypes(snapshot: AnyMachineSnapshot): string[] {
-  const nodes = (snapshot as unknown as { _nodes: { ownEvents: string[] }[] })._nodes;
+  const nodes = (snapshot as unknown as { _nodes: { ownEvents: string[] }[] })
+    ._nodes;
   return [...new Set(nodes.flatMap((n) => n.ownEvents))];
 }
 
@@ -110,12 +139,19 @@ export function acceptedEventTypes(snapshot: AnyMachineSnapshot): string[] {
 export function walkGraph(
   machine: AnyStateMachine,
   eventsFor: (type: string, snapshot: AnyMachineSnapshot) => EventObject[],
-  options: { input?: unknown; simple?: boolean; serialize?: (snapshot: AnyMachineSnapshot) => string } = {},
+  options: {
+    input?: unknown;
+    simple?: boolean;
+    serialize?: (snapshot: AnyMachineSnapshot) => string;
+  } = {},
 ): { state: AnyMachineSnapshot; events: EventObject[] }[] {
   const traversal = {
     input: options.input,
-    events: (snapshot: AnyMachineSnapshot) => acceptedEventTypes(snapshot).flatMap((t) => eventsFor(t, snapshot)),
-    ...(options.serialize ? { serializeState: (s: AnyMachineSnapshot) => options.serialize!(s) } : {}),
+    events: (snapshot: AnyMachineSnapshot) =>
+      acceptedEventTypes(snapshot).flatMap((t) => eventsFor(t, snapshot)),
+    ...(options.serialize
+      ? { serializeState: (s: AnyMachineSnapshot) => options.serialize!(s) }
+      : {}),
   };
   const paths = [
     ...getShortestPaths(machine, traversal as never),
@@ -125,4 +161,39 @@ export function walkGraph(
     state: p.state as AnyMachineSnapshot,
     events: p.steps.map((s) => s.event as EventObject),
   }));
+}
+
+/**
+ * Every edge out of the given states: each event `eventsFor` builds for the
+ * types a state accepts, applied with XState's pure `transition`. Lets a
+ * test check an invariant on (state, event, next state) triples.
+ * @internal
+ */
+export function edgesFrom(
+  machine: AnyStateMachine,
+  states: readonly AnyMachineSnapshot[],
+  eventsFor: (type: string, snapshot: AnyMachineSnapshot) => EventObject[],
+): { from: AnyMachineSnapshot; event: EventObject; to: AnyMachineSnapshot }[] {
+  const edges: {
+    from: AnyMachineSnapshot;
+    event: EventObject;
+    to: AnyMachineSnapshot;
+  }[] = [];
+  for (const from of states) {
+    if (from.status !== 'active') continue;
+    for (const type of acceptedEventTypes(from)) {
+      for (const event of eventsFor(type, from)) {
+        edges.push({
+          from,
+          event,
+          to: transition(
+            machine,
+            from as never,
+            event as never,
+          )[0] as AnyMachineSnapshot,
+        });
+      }
+    }
+  }
+  return edges;
 }
