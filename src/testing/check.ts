@@ -69,6 +69,12 @@ export async function checkMachine(machine: AnyStateMachine, options: CheckMachi
   jumps.forEach((n, i) => intOption(FN, `clockJumpsMs[${i}]`, n, 0));
   const weights = { ...defaultWeights, ...options.weights };
   for (const [kind, w] of Object.entries(weights)) intOption(FN, `weights.${kind}`, w, defaultWeights[kind as CheckStep['kind']], 0);
+  if (options.path !== undefined && options.seed === undefined) {
+    throw new ConfigError(`${FN}: option path replays a failure only together with its seed; pass both as printed in the failure.`);
+  }
+  if (options.input !== undefined && typeof options.input !== 'function') {
+    throw new ConfigError(`${FN}: option input must be a function of the entity id, as in an entity type config; got ${typeof options.input}.`);
+  }
   const input = options.input ?? ((entityId: string) => ({ entityId, entityType: CHECK_ENTITY_TYPE }));
 
   const config: Omit<RunConfig, 'snapshotEvery'> = {
@@ -184,5 +190,3 @@ function envRuns(): number | undefined {
   const n = Number(process.env.SHARDCHART_PROPERTY_RUNS ?? '');
   return Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
-
-export { CHECK_ENTITY_ID, CHECK_ENTITY_TYPE };

@@ -15,7 +15,8 @@ import type { CheckState } from './types.js';
 
 /** The fields compared: value, context, status, and output when done. */
 export function viewOf(s: AnyMachineSnapshot | EntityState): CheckState {
-  const view: CheckState = { value: s.value, context: s.context, status: s.status };
+  const context: unknown = s.context;
+  const view: CheckState = { value: s.value, context, status: s.status };
   if (s.status === 'done') view.output = s.output;
   return view;
 }

@@ -25,11 +25,17 @@ function matchesWildcard(descriptor: string, type: string): boolean {
   return type.startsWith(descriptor.slice(0, -1));
 }
 
+/** Every event descriptor of the machine. */
+function rootEvents(machine: AnyStateMachine): string[] {
+  const events: readonly string[] = (machine.root as AnyStateNode).events;
+  return [...events];
+}
+
 /** Event descriptors of the states active in `snapshot`, in document order. */
-export function acceptedDescriptors(snapshot: AnyMachineSnapshot): string[] {
+function acceptedDescriptors(snapshot: AnyMachineSnapshot): string[] {
   const nodes = (snapshot as unknown as { _nodes?: readonly AnyStateNode[] })._nodes;
-  if (!nodes) return [...snapshot.machine.root.events];
-  return [...new Set(nodes.flatMap((n) => n.ownEvents))];
+  if (!nodes) return rootEvents(snapshot.machine);
+  return [...new Set(nodes.flatMap((n): string[] => n.ownEvents))];
 }
 
 /** True when an event of this type may be sent from outside the machine. */
@@ -78,7 +84,7 @@ export function eventsFor(
 
 /** Every external event type the machine handles anywhere (no wildcards). */
 export function machineEventTypes(machine: AnyStateMachine): string[] {
-  return [...machine.root.events].filter((t) => !isWildcard(t) && !t.startsWith('xstate.'));
+  return rootEvents(machine).filter((t) => !isWildcard(t) && !t.startsWith('xstate.'));
 }
 
 /** Every delay (in ms) the machine's `after` transitions can resolve to without a context. */

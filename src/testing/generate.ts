@@ -30,6 +30,13 @@ export function eventArbitrary(
 ): fc.Arbitrary<AnyEventObject> | undefined {
   if (Array.isArray(events)) {
     const list = events as readonly AnyEventObject[];
+    list.forEach((e: unknown, i) => {
+      if (typeof e !== 'object' || e === null || typeof (e as { type?: unknown }).type !== 'string') {
+        throw new ConfigError(`checkMachine: events[${i}] must be an event object with a string type; got ${JSON.stringify(e) ?? String(e)}.`, {
+          details: { index: i },
+        });
+      }
+    });
     return list.length > 0 ? fc.constantFrom(...list) : undefined;
   }
   if (events !== undefined) {

@@ -54,7 +54,7 @@ export interface RunConfig {
   logger: Logger | undefined;
 }
 
-export interface RunResult {
+interface RunResult {
   failure: CheckFailure | undefined;
   /** Steps completed per kind (a failing step included). */
   stepKinds: Record<CheckStep['kind'], number>;
@@ -62,10 +62,12 @@ export interface RunResult {
   timerEvents: number;
 }
 
+let silent: Logger | undefined;
+
 export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Promise<RunResult> {
   const clock = createSteppingClock(START_MS);
   const store = memoryStore();
-  const logger = cfg.logger ?? pino({ level: 'silent' });
+  const logger = cfg.logger ?? (silent ??= pino({ level: 'silent' }));
   let failure: CheckFailure | undefined;
   let index = 0;
   let step: CheckStep | undefined;
@@ -102,6 +104,7 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
     },
   });
   actor.subscribe({ error: (err: unknown) => (plainError ??= err) });
+  const plainSnapshot = (): AnyMachineSnapshot => actor.getSnapshot() as AnyMachineSnapshot;
 
   // ----------------------------------------------------------- entity side
   let changes = 0;
@@ -123,14 +126,15 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
     ref.subscribe(() => changes++);
     return { system, ref };
   };
-  let side = await open();
+  // Opened inside the try below, before anything reads it.
+  let side!: { system: ActorSystem; ref: EntityRef };
 
   /** True unless the live entity is known to differ from the plain actor. */
   const entityAgrees = async (): Promise<boolean> => {
     if (!side.ref.isLive()) return true;
     try {
       const live = await answer(side.ref.snapshot(), 'ref.snapshot()');
-      return firstDifference(viewOf(actor.getSnapshot() as AnyMachineSnapshot), viewOf(live)) === undefined;
+      return firstDifference(viewOf(plainSnapshot()), viewOf(live)) === undefined;
     } catch {
       return true; // compare() reports it
     }
@@ -150,7 +154,7 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
     let last: unknown[] = [];
     for (let turn = 0; turn < cfg.settleTurnsMax; turn++) {
       await macrotask();
-      const snap = actor.getSnapshot() as AnyMachineSnapshot;
+      const snap = plainSnapshot();
       const sig = [snap, changes, clock.nextDeadline(), side.ref.isLive()];
       const quiet = sig.every((v, i) => v === last[i]);
       last = sig;
@@ -162,7 +166,7 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
   const reruns: string[] = [];
   /** Whether a fault step runs now; notes the invocations it catches. */
   const faultMayRun = (): boolean => {
-    const running = invocationsInFlight(actor.getSnapshot() as AnyMachineSnapshot);
+    const running = invocationsInFlight(plainSnapshot());
     if (running.length === 0) return true;
     if (!cfg.faultsWhileInvoking) return false;
     reruns.push(`step ${index} caught invoked ${running.map((id) => `"${id}"`).join(', ')} in flight`);
@@ -178,11 +182,11 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
 
   /** Compares plain with the live entity and with the entity rebuilt from the store. */
   const compare = async (): Promise<CheckFailure | undefined> => {
-    if (plainError !== undefined || actor.getSnapshot().status === 'error') {
-      const err = plainError ?? (actor.getSnapshot() as AnyMachineSnapshot).error;
+    if (plainError !== undefined || plainSnapshot().status === 'error') {
+      const err: unknown = plainError ?? plainSnapshot().error;
       return { kind: 'error', side: 'plain', message: err instanceof Error ? err.message : String(err), index };
     }
-    const plain = viewOf(actor.getSnapshot() as AnyMachineSnapshot);
+    const plain = viewOf(plainSnapshot());
     const { ref, system } = side;
     let live: EntityState | undefined;
     if (ref.isLive()) {
@@ -211,7 +215,7 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
   const run = async (s: CheckStep): Promise<CheckFailure | undefined> => {
     switch (s.kind) {
       case 'send': {
-        const active = actor.getSnapshot().status === 'active';
+        const active = plainSnapshot().status === 'active';
         if (active) actor.send(s.event);
         const outcome = await answer(side.ref.send(s.event), 'ref.send()').then(
           () => undefined,
@@ -249,7 +253,10 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
   };
 
   const stepKinds: RunResult['stepKinds'] = { send: 0, advance: 0, passivate: 0, restart: 0 };
+  let opened = false;
   try {
+    side = await open();
+    opened = true;
     actor.start();
     // Activate the entity now, so its initial timers start when the plain
     // actor's do.
@@ -267,7 +274,7 @@ export async function runSteps(cfg: RunConfig, steps: readonly CheckStep[]): Pro
     failure ??= entityError(err);
   } finally {
     actor.stop();
-    await answer(side.system.stop(), 'system.stop()').catch(() => undefined);
+    if (opened) await answer(side.system.stop(), 'system.stop()').catch(() => undefined);
   }
   return { failure, stepKinds, timerEvents };
 }

@@ -7,6 +7,7 @@
  *
  * @module
  */
+export { CheckFailedError } from '../errors.js';
 export { checkMachine } from './check.js';
 export { getTestPaths } from './paths.js';
 export type {

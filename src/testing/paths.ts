@@ -219,7 +219,7 @@ function toTestPath<TMachine extends AnyStateMachine>(
 }
 
 /** `reaches {"a":"x"} via ADD {"sku":"tea"} → after 1000 ms`. */
-export function describePath(state: { value: unknown; status: string }, steps: readonly TestStep[]): string {
+function describePath(state: { value: unknown; status: string }, steps: readonly TestStep[]): string {
   const target = `reaches ${JSON.stringify(state.value)}${state.status === 'done' ? ' (done)' : ''}`;
   if (steps.length === 0) return `${target} (initial state)`;
   return `${target} via ${steps.map(stepLabel).join(' → ')}`;

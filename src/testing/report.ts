@@ -97,7 +97,7 @@ function describeFailure(f: CheckFailure, total: number): string {
   }
 }
 
-export interface FailureReport {
+interface FailureReport {
   failure: CheckFailure;
   steps: readonly CheckStep[];
   originalLength: number;

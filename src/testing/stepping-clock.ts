@@ -10,7 +10,7 @@
  */
 import { createSimulatedClock, type Clock } from '../system/clock.js';
 
-export interface SteppingClock extends Clock {
+interface SteppingClock extends Clock {
   /** Earliest pending deadline, or Infinity. */
   nextDeadline(): number;
   /** Moves time to `at` (not backwards), firing every timer due by then. */

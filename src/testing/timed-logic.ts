@@ -29,7 +29,7 @@ import {
 export const TIMER_STEP_TYPE = 'shardchart.timer';
 
 /** One pending timer: fires `event` after `remainingMs`. */
-export interface ModelTimer {
+interface ModelTimer {
   id: string;
   event: AnyEventObject;
   remainingMs: number;
@@ -153,8 +153,10 @@ export function createTimedLogic(
         .sort((a, b) => a.remainingMs - b.remainingMs || a.order - b.order)
         .map((t) => [t.id, t.remainingMs]);
       if (key) return `${key(state.snapshot)}|${JSON.stringify(timers)}`;
-      const { value, context, status, children } = state.snapshot;
-      return JSON.stringify({ value, context, status, children: Object.keys(children ?? {}).sort(), timers });
+      const snap = state.snapshot;
+      const context: unknown = snap.context;
+      const children = Object.keys(snap.children as Record<string, unknown>).sort();
+      return JSON.stringify({ value: snap.value, context, status: snap.status, children, timers });
     },
   };
 }

@@ -151,7 +151,14 @@ export type CheckStep =
   | { kind: 'passivate'; force: boolean }
   | { kind: 'restart' };
 
-/** The state an invariant sees: the same fields an entity answers with. */
+/**
+ * The state an invariant sees: the same fields an entity answers with.
+ *
+ * @example
+ * ```ts
+ * const finishedWithOutput = (s: CheckState) => s.status !== 'done' || s.output !== undefined;
+ * ```
+ */
 export interface CheckState {
   value: StateValue;
   context: unknown;
@@ -159,7 +166,14 @@ export interface CheckState {
   output?: unknown;
 }
 
-/** Where an invariant is evaluated. */
+/**
+ * Where an invariant is evaluated.
+ *
+ * @example
+ * ```ts
+ * const invariant: Invariant = (s, at) => at.event.type !== 'PAY' || s.value === 'paid';
+ * ```
+ */
 export interface InvariantContext {
   /** Steps run so far: 0 for the initial state, 1 after the first step. */
   index: number;
@@ -288,7 +302,21 @@ export interface CheckReport {
   timerEvents: number;
 }
 
-/** Why a run failed; carried in `CheckFailedError.details.failure`. */
+/**
+ * Why a run failed; carried in `CheckFailedError.details.failure`, beside
+ * `steps` (the shrunk list), `seed`, `path` and `snapshotEvery`.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await checkMachine(machine);
+ * } catch (err) {
+ *   if (!isShardchartError(err, 'CHECK_FAILED')) throw err;
+ *   const failure = err.details!.failure as CheckFailure;
+ *   if (failure.kind === 'divergence') console.log(failure.path, failure.plain, failure.entity);
+ * }
+ * ```
+ */
 export type CheckFailure =
   | { kind: 'invariant'; name: string; state: CheckState; index: number; event: AnyEventObject; error?: string }
   | { kind: 'divergence'; where: string; path: string; plain: CheckState; entity: CheckState; index: number; note?: string }

@@ -194,3 +194,40 @@ describe('checkMachine - passes correct machines', () => {
     expect((err.details as { steps: CheckStep[] }).steps).toHaveLength(3);
   });
 });
+
+describe('checkMachine - options', () => {
+  it('checkMachine - refuses what is not a machine and invalid options, before running anything', async () => {
+    await expect(checkMachine({} as never)).rejects.toMatchObject({ code: 'MACHINE_INVALID' });
+    const bad: [string, Parameters<typeof checkMachine>[1]][] = [
+      ['runs', { runs: 0 }],
+      ['stepsMax', { stepsMax: -1 }],
+      ['snapshotEvery', { snapshotEvery: [] }],
+      ['snapshotEvery[0]', { snapshotEvery: [0] }],
+      ['clockJumpsMs[0]', { clockJumpsMs: [1.5] }],
+      ['weights.restart', { weights: { restart: -1 } }],
+      ['events.PAY', { events: { PAY: { type: 'PAY' } as never } }],
+      ['events[1]', { events: [{ type: 'PAY' }, 'SHIP' as never] }],
+      ['invariants.x', { invariants: { x: true as never } }],
+      ['path', { path: '0:1' }],
+      ['input', { input: { entityId: 'x' } as never }],
+    ];
+    for (const [name, options] of bad) {
+      const err = await checkMachine(orderMachine, options).catch((e: unknown) => e);
+      expect(err, name).toMatchObject({ code: 'CONFIG_INVALID' });
+      expect((err as Error).message, name).toContain(name);
+    }
+  });
+
+  it('checkMachine - the entity gets the input an entity type gets, or the one given', async () => {
+    const echo = setup({ types: { input: {} as { entityId: string; entityType: string } } }).createMachine({
+      context: ({ input }) => ({ id: input.entityId, type: input.entityType }),
+      on: { PING: {} },
+    });
+    const seen: unknown[] = [];
+    await checkMachine(echo, { runs: 1, invariants: (s) => void seen.push(s.context) });
+    expect(seen[0]).toEqual({ id: 'c-1', type: 'checked' });
+    seen.length = 0;
+    await checkMachine(echo, { runs: 1, input: (id) => ({ entityId: `x-${id}`, entityType: 't' }), invariants: (s) => void seen.push(s.context) });
+    expect(seen[0]).toEqual({ id: 'x-c-1', type: 't' });
+  });
+});
