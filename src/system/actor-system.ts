@@ -6,6 +6,7 @@ import type { DeadLetter, EntityKey, Store } from '../persistence/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { EntityHost } from './entity-host.js';
 import { createEntityRef } from './entity-ref.js';
+import { RecencyList } from './recency-list.js';
 import { defaults, type EntityRuntime, type ResolvedEntityType, type ResolvedOptions } from './runtime.js';
 import { WakeupQueue } from './timers.js';
 import type {
@@ -53,6 +54,8 @@ function resolveEntityType(name: string, def: EntityDefinition, options: ActorSy
 /** @internal The system's internals, shared with EntityRef. */
 export class SystemCore implements EntityRuntime {
   readonly hosts = new Map<string, EntityHost>();
+  /** The same hosts, least recently used first. */
+  private readonly recency = new RecencyList<EntityHost>();
   readonly types = new Map<string, ResolvedEntityType>();
   readonly listeners = new Map<string, Set<Listener>>();
   readonly stats: SystemStats = {
@@ -110,11 +113,20 @@ export class SystemCore implements EntityRuntime {
   }
 
   host(type: string, id: string): EntityHost {
-    const k = this.keyString(type, id);
+    return this.hostAt(this.keyString(type, id), type, id);
+  }
+
+  /**
+   * The host of the entity with key string `k` (from keyString), created if
+   * needed. Refs keep their key string: looking it up again hashes nothing,
+   * as a string caches its hash.
+   */
+  hostAt(k: string, type: string, id: string): EntityHost {
     let host = this.hosts.get(k);
     if (!host) {
       host = new EntityHost({ type, id }, k, this.typeOf(type), this);
       this.hosts.set(k, host);
+      this.recency.add(host);
     }
     return host;
   }
@@ -157,10 +169,9 @@ export class SystemCore implements EntityRuntime {
     };
   }
 
-  /** Marks a host most recently used: Map order is LRU order. */
+  /** Marks a host most recently used. */
   touch(host: EntityHost): void {
-    this.hosts.delete(host.k);
-    this.hosts.set(host.k, host);
+    this.recency.touch(host);
   }
 
   onActivated(host: EntityHost): void {
@@ -171,7 +182,10 @@ export class SystemCore implements EntityRuntime {
 
   /** Drops a passivated host (its actor is gone; live was already decremented). */
   onPassivated(host: EntityHost, wakeAt: number | null): void {
-    if (this.hosts.get(host.k) === host) this.hosts.delete(host.k);
+    if (this.hosts.get(host.k) === host) {
+      this.hosts.delete(host.k);
+      this.recency.remove(host);
+    }
     host.dropped = true;
     if (wakeAt !== null && !this.stopping) this.scheduleWakeup(wakeAt, host.key, host.k);
   }
@@ -194,7 +208,9 @@ export class SystemCore implements EntityRuntime {
   /** Passivates least-recently-used idle entities until under liveEntitiesMax. */
   private evict(activated: EntityHost): void {
     let excess = this.live - this.evicting - this.options.liveEntitiesMax;
-    for (const host of this.hosts.values()) {
+    // `next` is read first: a passivation may finish synchronously and take
+    // the host out of the list.
+    for (let host = this.recency.oldest, next = host?.newer; host !== undefined; host = next, next = host?.newer) {
       if (excess <= 0) break;
       // Never the entity being activated: evicting it would undo the
       // activation its callers are waiting for, over and over.
@@ -213,7 +229,7 @@ export class SystemCore implements EntityRuntime {
       this.sweepTimer = undefined;
       if (this.stopping) return;
       const cutoff = this.clock.now() - idleMs;
-      for (const host of this.hosts.values()) {
+      for (let host = this.recency.oldest, next = host?.newer; host !== undefined; host = next, next = host?.newer) {
         if (host.lastActive > cutoff) break;
         if (host.canPassivate(false)) void host.passivate(false);
       }

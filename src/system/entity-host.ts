@@ -61,6 +61,9 @@ export class EntityHost {
   private backoffTimer: unknown;
   private idleWaiters: (() => void)[] = [];
   lastActive = 0;
+  /** Links in the system's recency list (see recency-list.ts). */
+  older: EntityHost | undefined = undefined;
+  newer: EntityHost | undefined = undefined;
   /**
    * Set once the system has let go of this host after passivation. A caller
    * that still holds it (across an await) must not bring it back to life:

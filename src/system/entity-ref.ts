@@ -50,13 +50,13 @@ export function createEntityRef(core: SystemCore, type: string, id: string): Ent
       } catch (err) {
         return Promise.reject(toError(err));
       }
-      const host = core.host(type, id);
+      const host = core.hostAt(k, type, id);
       core.touch(host);
       return withTimeout(host.send(event, options.eventId), options.timeoutMs, host);
     },
     async snapshot() {
       core.checkRunning();
-      return core.host(type, id).read();
+      return core.hostAt(k, type, id).read();
     },
     async stateAt(seq: number) {
       const def = core.typeOf(type);
