@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isShardchartError } from '../index.js';
 import { DemoError, runDemo } from './demo.js';
+import { GraphCommandError, graphFormats, runGraph, type GraphFormat } from './graph.js';
 import { InspectError, runInspect } from './inspect.js';
 
 const defaultDir = '.shardchart/demo';
@@ -19,6 +20,12 @@ Commands:
               --dir PATH     LMDB directory (default ${defaultDir})
               --module PATH  module whose exports map entity type -> machine
                              (default: the demo's machine for type "order")
+  graph <module> <exportName>
+            Draw the machine a module exports
+              --format F     mermaid (default), dot, json or svg
+              --entity T/ID  highlight this entity's latest state (needs --store)
+              --store PATH   LMDB directory holding the entity
+              --out FILE     write to FILE instead of stdout
   help      Show this text
 
 Exit codes: 0 done, 1 failed, 2 bad usage.`;
@@ -82,6 +89,42 @@ async function main(argv: readonly string[]): Promise<number> {
         });
         return 0;
       }
+      case 'graph': {
+        const { values, positionals } = parse(
+          rest,
+          {
+            format: { type: 'string' },
+            entity: { type: 'string' },
+            store: { type: 'string' },
+            out: { type: 'string' },
+          },
+          true,
+        );
+        const [module, exportName, ...extra] = positionals;
+        if (module === undefined || exportName === undefined || extra.length > 0) {
+          throw new UsageError(
+            'graph takes exactly two arguments: <module> <exportName>',
+          );
+        }
+        const format = values.format ?? 'mermaid';
+        if (!(graphFormats as readonly string[]).includes(format)) {
+          throw new UsageError(
+            `--format expects one of ${graphFormats.join(', ')}, got "${format}"`,
+          );
+        }
+        if ((values.entity === undefined) !== (values.store === undefined)) {
+          throw new UsageError('--entity and --store go together');
+        }
+        await runGraph({
+          module,
+          exportName,
+          format: format as GraphFormat,
+          entity: values.entity,
+          store: values.store,
+          out: values.out,
+        });
+        return 0;
+      }
       case 'help':
       case '--help':
       case '-h':
@@ -104,6 +147,7 @@ async function main(argv: readonly string[]): Promise<number> {
     if (
       err instanceof InspectError ||
       err instanceof DemoError ||
+      err instanceof GraphCommandError ||
       isShardchartError(err)
     ) {
       console.error(`shardchart: ${err.message}`);

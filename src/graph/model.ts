@@ -119,7 +119,9 @@ export function assertMachine(
     const got =
       m === null
         ? 'null'
-        : typeof m === 'object'
+        : Array.isArray(m)
+          ? 'an array'
+          : typeof m === 'object'
           ? `an object with keys ${Object.keys(m).slice(0, 8).join(', ') || '(none)'}`
           : typeof m;
     throw new DefinitionError(
