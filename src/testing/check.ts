@@ -34,9 +34,23 @@ const GRAPH_PATHS_MAX = 200;
  * snapshot and journal must agree too, and every invariant must hold in
  * every state the plain actor passes through.
  *
+ * Delayed events (`xstate.after.*`) are never sent as events: sending one
+ * would take the transition without its timer, which no running actor can
+ * do. Time passes instead, in clock jumps (by default each delay of the
+ * machine and one millisecond either side), and the timers fire on both
+ * sides. Other `xstate.*` events are never sent either: invoked actors
+ * answer for themselves, and both sides wait for them after every step.
+ *
+ * One difference between the sides is legitimate and reported as such: a
+ * restart or forced passivation that catches an invoked promise or
+ * callback in flight makes Shardchart run it again (at-least-once). A
+ * machine that counts such a re-run fails with a note saying so;
+ * `faultsWhileInvoking: false` skips those faults.
+ *
  * A failure is shrunk to a minimal step list and thrown as a
  * `CheckFailedError` (code `CHECK_FAILED`) whose message lists the steps,
- * the seed and the path that replay it.
+ * the seed and the path that replay it; `details` holds the same as data
+ * (see {@link CheckFailure}).
  *
  * Runs default to env `SHARDCHART_PROPERTY_RUNS`, else 30.
  *
