@@ -13,7 +13,9 @@ import type { CheckFailure, CheckStep } from '../../src/testing/index.js';
 import { jobMachine, ledgerMachine, orderMachine, tokenMachine } from './fixtures.js';
 
 const envRuns = Number(process.env.SHARDCHART_PROPERTY_RUNS ?? '');
-const runs = (n: number): number => (envRuns > 0 ? envRuns : n);
+// The environment may ask for more runs, never fewer: a test that must
+// find a planted bug, or see every kind of fault, needs its minimum.
+const runs = (n: number): number => Math.max(n, envRuns > 0 ? envRuns : 0);
 
 async function failureOf(p: Promise<unknown>): Promise<CheckFailedError> {
   const err = await p.then(
