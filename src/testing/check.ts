@@ -180,7 +180,7 @@ function invariantList(invariants: CheckMachineOptions['invariants']): [string, 
 function graphPathSteps(machine: AnyStateMachine, options: CheckMachineOptions, input: unknown): CheckStep[][] {
   if (options.graphPaths === false) return [];
   const limits = typeof options.graphPaths === 'object' ? options.graphPaths : {};
-  const samples = graphSamples(options.events);
+  const samples = graphSamples(machine, options.events);
   // States are told apart by value and by which events they would take,
   // not by context: contexts multiply states without adding much that
   // random sequences do not cover, and each explored state costs a pure

@@ -54,10 +54,15 @@ export function eventArbitrary(
   return types.length > 0 ? fc.constantFrom(...types.map((type) => ({ type }))) : undefined;
 }
 
-/** Sample events per type for graph traversal, from the same source. */
-export function graphSamples(events: CheckEvents | undefined): EventSamples | undefined {
+/**
+ * Sample events per type for graph traversal, from the same source. When
+ * `events` is given, the machine's other event types get an empty list:
+ * the graph walks only what the check would send.
+ */
+export function graphSamples(machine: AnyStateMachine, events: CheckEvents | undefined): EventSamples | undefined {
   if (events === undefined) return undefined;
   const out: Record<string, AnyEventObject[]> = {};
+  for (const type of machineEventTypes(machine)) out[type] = [];
   if (Array.isArray(events)) {
     for (const e of events as readonly AnyEventObject[]) (out[e.type] ??= []).push(e);
     return out;

@@ -220,6 +220,17 @@ describe('checkMachine - options', () => {
     }
   });
 
+  it('checkMachine - only the given events are sent, by random sequences and by graph walks alike', async () => {
+    const seen = new Set<string>();
+    const report = await checkMachine(orderMachine, {
+      events: [{ type: 'PAY' }, { type: 'NOTE' }],
+      invariants: (_s, at) => void seen.add(at.event.type),
+      runs: runs(40),
+    });
+    expect(report.graphPaths).toBeGreaterThan(0);
+    expect([...seen].sort()).toEqual(['NOTE', 'PAY', 'xstate.init']);
+  });
+
   it('checkMachine - the entity gets the input an entity type gets, or the one given', async () => {
     const echo = setup({ types: { input: {} as { entityId: string; entityType: string } } }).createMachine({
       context: ({ input }) => ({ id: input.entityId, type: input.entityType }),
