@@ -7,7 +7,7 @@ import {
 } from './backoff.js';
 import { checkFunction, checkInteger, timerMsMax } from './check.js';
 import type { SerializedError } from './serialise-error.js';
-import { fromTask, toTaskFailure, type Task } from './task.js';
+import { fromTask, taskResult, toTaskFailure, type Task } from './task.js';
 
 /** How a retry run ended; each is a final state of the same name. */
 export type RetryOutcome =
@@ -261,7 +261,7 @@ export function createRetryMachine<TInput = unknown, TResult = unknown>(
               onDone: {
                 target: `#${id}.succeeded`,
                 actions: assign({
-                  result: ({ event }) => event.output.result,
+                  result: ({ event }) => taskResult(event) as TResult,
                   outcome: 'succeeded',
                 }),
               },

@@ -145,3 +145,14 @@ function readNow(
   }
   return undefined;
 }
+
+/**
+ * The result carried by an invoke done event of a {@link fromTask} actor;
+ * null when the event has none (graph tools send bare done events).
+ * @internal
+ */
+export function taskResult(event: object): unknown {
+  const output = (event as { output?: unknown }).output as
+    { result?: unknown } | null | undefined;
+  return output?.result ?? null;
+}
