@@ -26,8 +26,10 @@ export function failureSignature(f: CheckFailure): string {
 /**
  * Removes steps while the run still fails the same way: halves, quarters,
  * … then single steps, repeated until no single step can be removed (the
- * result is 1-minimal), within MINIMIZE_RUNS_MAX runs. A forced
- * passivation is also tried unforced.
+ * result is 1-minimal), within MINIMIZE_RUNS_MAX runs. Two clock jumps are
+ * also tried as one (time passing in one jump, at the later one's place),
+ * which can make more steps removable; and a forced passivation is tried
+ * unforced.
  */
 export async function minimize(
   steps: readonly CheckStep[],
@@ -47,11 +49,33 @@ export async function minimize(
       if (!(await attempt([...cur.slice(0, i), ...cur.slice(i + size)]))) i += size;
     }
   }
-  for (let changed = true; changed && budget > 0; ) {
-    changed = false;
-    for (let i = 0; i < cur.length; ) {
-      if (await attempt([...cur.slice(0, i), ...cur.slice(i + 1)])) changed = true;
-      else i++;
+  const removeSingles = async (): Promise<void> => {
+    for (let changed = true; changed && budget > 0; ) {
+      changed = false;
+      for (let i = 0; i < cur.length; ) {
+        if (await attempt([...cur.slice(0, i), ...cur.slice(i + 1)])) changed = true;
+        else i++;
+      }
+    }
+  };
+  await removeSingles();
+  for (let merged = true; merged && budget > 0; ) {
+    merged = false;
+    outer: for (let i = 0; i < cur.length; i++) {
+      const a = cur[i]!;
+      if (a.kind !== 'advance') continue;
+      for (let j = i + 1; j < cur.length; j++) {
+        const b = cur[j]!;
+        if (b.kind !== 'advance') continue;
+        const candidate = [...cur];
+        candidate[j] = { kind: 'advance', ms: a.ms + b.ms };
+        candidate.splice(i, 1);
+        if (await attempt(candidate)) {
+          merged = true;
+          await removeSingles();
+          break outer;
+        }
+      }
     }
   }
   for (let i = 0; i < cur.length; i++) {

@@ -104,6 +104,27 @@ describe('checkMachine - catches bugs', () => {
     expect((err.details as { steps: CheckStep[] }).steps).toEqual([{ kind: 'send', event: { type: 'ROLL' } }]);
   });
 
+  it('checkMachine - timers that restart their delay after a restart (timerResume) diverge from plain XState', async () => {
+    const reminder = setup({}).createMachine({
+      context: { fired: 0 },
+      initial: 'idle',
+      states: {
+        idle: { on: { ARM: 'waiting' } },
+        waiting: { after: { 60_000: { target: 'idle', actions: assign({ fired: ({ context }) => context.fired + 1 }) } } },
+      },
+    });
+    // The default ('deadline') keeps plain XState's timing across restarts.
+    await checkMachine(reminder, { runs: runs(40) });
+    const err = await failureOf(checkMachine(reminder, { runs: runs(100), timerResume: 'restart' }));
+    const steps = (err.details as { steps: CheckStep[] }).steps;
+    expect((err.details as { failure: CheckFailure }).failure.kind).toBe('divergence');
+    // Armed, restarted (the entity wakes at the old deadline and starts the
+    // minute again), then time passes: the plain timer fires, the entity's
+    // does not.
+    expect(steps.map((s) => s.kind)).toEqual(['send', 'restart', 'advance']);
+    expect(steps[0]).toEqual({ kind: 'send', event: { type: 'ARM' } });
+  });
+
   it('checkMachine - a context the entity cannot persist is reported as an entity error', async () => {
     const dated = setup({ types: { context: {} as { at: unknown } } }).createMachine({
       context: { at: null },
