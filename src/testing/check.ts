@@ -12,7 +12,7 @@ import { behaviourKey } from './event-types.js';
 import { getTestPaths } from './paths.js';
 import { failureSignature, formatFailure, minimize } from './report.js';
 import type { CheckFailure, CheckMachineOptions, CheckReport, CheckStep, Invariant } from './types.js';
-import { assertMachine, intOption } from './validate.js';
+import { assertExamples, assertMachine, intOption } from './validate.js';
 
 const FN = 'checkMachine';
 const RUNS_DEFAULT = 30;
@@ -83,6 +83,7 @@ export async function checkMachine(machine: AnyStateMachine, options: CheckMachi
   jumps.forEach((n, i) => intOption(FN, `clockJumpsMs[${i}]`, n, 0));
   const weights = { ...defaultWeights, ...options.weights };
   for (const [kind, w] of Object.entries(weights)) intOption(FN, `weights.${kind}`, w, defaultWeights[kind as CheckStep['kind']], 0);
+  assertExamples(FN, options.examples);
   if (options.path !== undefined && options.seed === undefined) {
     throw new ConfigError(`${FN}: option path replays a failure only together with its seed; pass both as printed in the failure.`);
   }

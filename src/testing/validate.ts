@@ -5,6 +5,7 @@
  * @internal
  */
 import type { AnyStateMachine } from 'xstate';
+import type { CheckStep } from './types.js';
 import { ConfigError, DefinitionError } from '../errors.js';
 
 /** Throws MACHINE_INVALID unless `value` is an XState v5 machine. */
@@ -52,4 +53,38 @@ export function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || value === undefined) return String(value);
   return typeof value;
+}
+
+/** Throws CONFIG_INVALID unless every step of every example is a well-formed CheckStep. */
+export function assertExamples(fn: string, examples: unknown): asserts examples is readonly (readonly CheckStep[])[] | undefined {
+  if (examples === undefined) return;
+  if (!Array.isArray(examples)) throw new ConfigError(`${fn}: option examples must be an array of step lists; got ${describe(examples)}.`);
+  examples.forEach((list: unknown, i) => {
+    if (!Array.isArray(list)) throw new ConfigError(`${fn}: examples[${i}] must be an array of steps; got ${describe(list)}.`);
+    list.forEach((step: unknown, j) => {
+      if (!isStep(step)) {
+        throw new ConfigError(
+          `${fn}: examples[${i}][${j}] must be a step: { kind: 'send', event: { type } }, { kind: 'advance', ms }, { kind: 'passivate', force } or { kind: 'restart' }; got ${JSON.stringify(step) ?? describe(step)}.`,
+          { details: { example: i, step: j } },
+        );
+      }
+    });
+  });
+}
+
+function isStep(s: unknown): s is CheckStep {
+  if (typeof s !== 'object' || s === null) return false;
+  const step = s as { kind?: unknown; event?: { type?: unknown } | null; ms?: unknown; force?: unknown };
+  switch (step.kind) {
+    case 'send':
+      return typeof step.event === 'object' && step.event !== null && typeof step.event.type === 'string';
+    case 'advance':
+      return Number.isSafeInteger(step.ms) && (step.ms as number) >= 0;
+    case 'passivate':
+      return typeof step.force === 'boolean';
+    case 'restart':
+      return true;
+    default:
+      return false;
+  }
 }

@@ -233,6 +233,8 @@ describe('checkMachine - options', () => {
       ['invariants.x', { invariants: { x: true as never } }],
       ['path', { path: '0:1' }],
       ['input', { input: { entityId: 'x' } as never }],
+      ['examples[0][1]', { examples: [[{ kind: 'restart' }, { kind: 'advance', ms: -5 }]] }],
+      ['examples[0][0]', { examples: [[{ kind: 'send', event: 'PAY' } as never]] }],
     ];
     for (const [name, options] of bad) {
       const err = await checkMachine(orderMachine, options).catch((e: unknown) => e);
