@@ -5,6 +5,7 @@ import { ConfigError, EntityError, InvalidInputError } from '../errors.js';
 import type { DeadLetter, EntityKey, Store } from '../persistence/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { EntityHost } from './entity-host.js';
+import { FlushQueue } from './journal-writer.js';
 import { createEntityRef } from './entity-ref.js';
 import { RecencyList } from './recency-list.js';
 import { defaults, type EntityRuntime, type ResolvedEntityType, type ResolvedOptions } from './runtime.js';
@@ -75,6 +76,7 @@ export class SystemCore implements EntityRuntime {
   readonly eventLimits;
   stopping = false;
   readonly runId = randomUUID();
+  readonly flushes = new FlushQueue();
   private stopped: Promise<void> | undefined;
   private live = 0;
   private evicting = 0;

@@ -4,6 +4,7 @@ import type { PlainDataLimits } from '../codec/plain-data.js';
 import type { DeadLetter, Store } from '../persistence/types.js';
 import type { Clock } from './clock.js';
 import type { EntityHost } from './entity-host.js';
+import type { FlushQueue } from './journal-writer.js';
 import type { EntityState, RestartPolicy, SystemStats, TimerResume } from './types.js';
 
 /** An entity type with every option resolved. @internal */
@@ -39,6 +40,8 @@ export interface EntityRuntime {
   readonly stopping: boolean;
   /** Unique per createActorSystem call; tags snapshots (see StoredSnapshot.run). */
   readonly runId: string;
+  /** Writers waiting for the system's next flush. */
+  readonly flushes: FlushQueue;
   hasListeners(k: string): boolean;
   emit(k: string, state: EntityState): void;
   touch(host: EntityHost): void;
