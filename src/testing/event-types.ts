@@ -115,7 +115,13 @@ export function behaviourKey(
   sampleTypes: ReadonlySet<string>,
 ): string {
   const enabled = eventsFor(snapshot, samples, sampleTypes)
-    .filter((e) => snapshot.can(e))
+    .filter((e) => {
+      try {
+        return snapshot.can(e);
+      } catch {
+        return true; // a throwing guard: the transition ends the path
+      }
+    })
     .map((e) => JSON.stringify(e));
   return JSON.stringify([snapshot.value, snapshot.status, enabled]);
 }

@@ -30,6 +30,10 @@ const FN = 'getTestPaths';
  * while it is pending, and only as the next thing to happen when it is the
  * earliest; an event sent from outside takes no time.
  *
+ * Paths that end with the machine in error (a step threw, typically an
+ * invoke result given as `{ type }` without the `output` an assign reads:
+ * list a sample for it) are left out.
+ *
  * Limits keep big machines bounded: states more than `depthMax` steps from
  * the start are not expanded, at most `statesMax` states are explored and
  * at most `pathsMax` simple paths are returned.
@@ -72,7 +76,7 @@ export function getTestPaths<TMachine extends AnyStateMachine>(
     return {
       serializeState: (s: TimedState) => logic.serialize(s),
       events: (s: TimedState): AnyEventObject[] => {
-        if (s.snapshot.status !== 'active' || s.depth >= depthMax) return [];
+        if (s.snapshot.status !== 'active' || s.error !== undefined || s.depth >= depthMax) return [];
         if (++explored > statesMax) return [];
         const timer = logic.timerStep(s);
         // A due timer fires before anything else can happen.
@@ -88,7 +92,8 @@ export function getTestPaths<TMachine extends AnyStateMachine>(
   const out: TestPath<TMachine>[] = [];
   const replayRoot: ReplayNode = { state: logic.initial(), next: new Map() };
   const seen = new Set<string>();
-  const add = (path: TestPath<TMachine>): void => {
+  const add = (path: TestPath<TMachine> | undefined): void => {
+    if (!path) return;
     const key = JSON.stringify(path.steps.map((s) => s.event));
     if (seen.has(key)) return;
     seen.add(key);
@@ -198,7 +203,7 @@ function toTestPath<TMachine extends AnyStateMachine>(
   logic: TimedLogic,
   root: ReplayNode,
   kind: TestPath['kind'],
-): TestPath<TMachine> {
+): TestPath<TMachine> | undefined {
   let node = root;
   const steps = events.map((event): TestStep<TMachine> => {
     const key = JSON.stringify(event);
@@ -214,6 +219,10 @@ function toTestPath<TMachine extends AnyStateMachine>(
     const fired = cur.timerEvents ?? [];
     return { event: fired[0] ?? event, state, delayMs: cur.delayMs ?? 0, timerEvents: fired };
   });
+  // A step that made the machine throw almost always means a sample is
+  // missing (an invoke result without the output an assign reads), not a
+  // path worth testing.
+  if (node.state.error !== undefined || (node.state.snapshot.status as string) === 'error') return undefined;
   const state = node.state.snapshot as SnapshotFrom<TMachine>;
   return { state, steps, kind, description: describePath(state, steps) };
 }

@@ -43,6 +43,8 @@ export interface TimedState {
   timers: readonly ModelTimer[];
   /** Steps from the start at discovery (BFS order: the minimum); not part of identity. */
   depth: number;
+  /** Set when the step threw (a guard or assign failed): a dead end. */
+  error?: unknown;
   /** Set on states reached by a timer step. */
   delayMs?: number;
   timerEvents?: readonly AnyEventObject[];
@@ -101,8 +103,16 @@ export function createTimedLogic(
   const nextOrder = (): number => ++order;
 
   const step = (state: TimedState, event: AnyEventObject): TimedState => {
-    if (state.snapshot.status !== 'active') return state;
-    const [snapshot, actions] = transition(machine, state.snapshot, event);
+    if (state.snapshot.status !== 'active' || state.error !== undefined) return state;
+    let next: ReturnType<typeof transition>;
+    try {
+      next = transition(machine, state.snapshot, event);
+    } catch (error) {
+      // Pure transitions throw what a running actor would turn into an
+      // error status: the path ends here.
+      return { ...state, depth: state.depth + 1, error: error ?? 'error' };
+    }
+    const [snapshot, actions] = next;
     const timers = withTimers ? applyActions([...state.timers], actions, nextOrder) : [];
     return { snapshot: snapshot as AnyMachineSnapshot, timers, depth: state.depth + 1 };
   };
@@ -119,7 +129,7 @@ export function createTimedLogic(
     const fired: AnyEventObject[] = [];
     for (let n = 0; n < FIRINGS_MAX; n++) {
       const due = earliest(cur.timers);
-      if (!due || due.remainingMs > 0 || cur.snapshot.status !== 'active') break;
+      if (!due || due.remainingMs > 0 || cur.snapshot.status !== 'active' || cur.error !== undefined) break;
       fired.push(due.event);
       const rest = cur.timers.filter((t) => t !== due);
       cur = step({ ...cur, timers: rest }, due.event);
@@ -149,6 +159,7 @@ export function createTimedLogic(
     },
     /** Identity of a state: value, context, children and the pending timers. */
     serialize(state: TimedState): string {
+      if (state.error !== undefined) return `error:${String(state.error)}`;
       const timers = [...state.timers]
         .sort((a, b) => a.remainingMs - b.remainingMs || a.order - b.order)
         .map((t) => [t.id, t.remainingMs]);

@@ -142,6 +142,29 @@ describe('getTestPaths - events and limits', () => {
     expect(paid?.description).toBe('reaches "paid" (done) via PAY → xstate.done.actor.pay');
   });
 
+  it('getTestPaths - a step that makes the machine throw ends no path; a sample fixes it', () => {
+    const fetcher = setup({ actors: { load: fromPromise(async () => ({ rows: [1, 2] })) } }).createMachine({
+      context: { count: 0 },
+      initial: 'loading',
+      states: {
+        loading: {
+          invoke: {
+            id: 'load',
+            src: 'load',
+            onDone: { target: 'ready', actions: assign({ count: ({ event }) => (event.output as { rows: number[] }).rows.length }) },
+          },
+        },
+        ready: {},
+      },
+    });
+    expect(getTestPaths(fetcher).map((p) => p.state.value)).toEqual(['loading']);
+    const withSample = getTestPaths(fetcher, { events: { 'xstate.done.actor.load': [{ type: 'xstate.done.actor.load', output: { rows: [1, 2] } }] } });
+    expect(withSample.map((p) => [p.state.value, p.state.context.count])).toEqual([
+      ['loading', 0],
+      ['ready', 2],
+    ]);
+  });
+
   it('getTestPaths - an empty sample list leaves a type out; a function gives samples per state', () => {
     const noAdd = getTestPaths(cart, { events: { ADD: [] } });
     expect(noAdd.flatMap((p) => p.steps).some((s) => s.event.type === 'ADD')).toBe(false);
