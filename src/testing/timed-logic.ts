@@ -104,17 +104,17 @@ export function createTimedLogic(
 
   const step = (state: TimedState, event: AnyEventObject): TimedState => {
     if (state.snapshot.status !== 'active' || state.error !== undefined) return state;
-    let next: ReturnType<typeof transition>;
+    let snapshot: AnyMachineSnapshot;
+    let actions: readonly ActionLike[];
     try {
-      next = transition(machine, state.snapshot, event);
+      [snapshot, actions] = transition(machine, state.snapshot, event) as [AnyMachineSnapshot, ActionLike[]];
     } catch (error) {
       // Pure transitions throw what a running actor would turn into an
       // error status: the path ends here.
       return { ...state, depth: state.depth + 1, error: error ?? 'error' };
     }
-    const [snapshot, actions] = next;
     const timers = withTimers ? applyActions([...state.timers], actions, nextOrder) : [];
-    return { snapshot: snapshot as AnyMachineSnapshot, timers, depth: state.depth + 1 };
+    return { snapshot, timers, depth: state.depth + 1 };
   };
 
   /** Lets time pass until the earliest timer, firing all timers due then. */
@@ -159,7 +159,7 @@ export function createTimedLogic(
     },
     /** Identity of a state: value, context, children and the pending timers. */
     serialize(state: TimedState): string {
-      if (state.error !== undefined) return `error:${String(state.error)}`;
+      if (state.error !== undefined) return `error:${state.error instanceof Error ? state.error.message : 'thrown'}`;
       const timers = [...state.timers]
         .sort((a, b) => a.remainingMs - b.remainingMs || a.order - b.order)
         .map((t) => [t.id, t.remainingMs]);

@@ -151,7 +151,7 @@ describe('getTestPaths - events and limits', () => {
           invoke: {
             id: 'load',
             src: 'load',
-            onDone: { target: 'ready', actions: assign({ count: ({ event }) => (event.output as { rows: number[] }).rows.length }) },
+            onDone: { target: 'ready', actions: assign({ count: ({ event }) => (event.output).rows.length }) },
           },
         },
         ready: {},
