@@ -12,6 +12,7 @@ import type {
   JournalEntry,
   StoredSnapshot,
 } from '../persistence/types.js';
+import { eventIdsOf, hashEventId, hasEventId, rememberEventId, toEventIdWindow, type EventIdWindow } from './dedupe.js';
 import { JournalWriter } from './journal-writer.js';
 import { Send, SendQueue, type AnyEvent } from './send.js';
 import { TimerTracker } from './timers.js';
@@ -44,7 +45,8 @@ export class EntityHost {
   private actor: AnyActorRef | undefined;
   private timers: TimerTracker | undefined;
   private lastSnap: AnyMachineSnapshot | undefined;
-  private eventIds: string[] = [];
+  /** The dedupe window (see dedupe.ts). */
+  private eventIds: EventIdWindow = [];
   /** Sends not yet applied (while activating, restarting or passivating). */
   private readonly mailbox = new SendQueue();
   private readonly writer: JournalWriter;
@@ -188,12 +190,15 @@ export class EntityHost {
     const event = send.event!;
     // Dedupe first: a retry of the event that finished the entity must be
     // answered as a duplicate, not refused.
-    if (send.eventId !== undefined && this.eventIds.includes(send.eventId)) {
-      this.rt.stats.duplicates++;
-      send.seq = this.seq;
-      send.state = this.stateOf(snapBefore, false, true);
-      this.writer.wait(send);
-      return;
+    if (send.eventId !== undefined) {
+      send.idHash = hashEventId(send.eventId);
+      if (hasEventId(this.eventIds, send.eventId, send.idHash)) {
+        this.rt.stats.duplicates++;
+        send.seq = this.seq;
+        send.state = this.stateOf(snapBefore, false, true);
+        this.writer.wait(send);
+        return;
+      }
     }
     if (snapBefore.status !== 'active') {
       send.reject(
@@ -317,7 +322,7 @@ export class EntityHost {
           : { seq, at: this.rt.clock.now(), event, eventId };
     this.writer.append(entry, this.rt.hasListeners(this.k) ? this.stateOf(snapshot, changed) : undefined);
     if (timersChanged) this.writer.wakeDirty = true;
-    if (eventId !== undefined) this.rememberEventId(eventId);
+    if (eventId !== undefined) this.eventIds = rememberEventId(this.eventIds, eventId, current!.idHash, this.rt.options.dedupeWindow);
     this.rt.stats.eventsApplied++;
     // A successfully applied event ends a run of failures.
     this.failures = 0;
@@ -349,11 +354,6 @@ export class EntityHost {
     this.writer.schedule();
   }
 
-  private rememberEventId(id: string): void {
-    this.eventIds.push(id);
-    if (this.eventIds.length > this.rt.options.dedupeWindow) this.eventIds.shift();
-  }
-
   // --------------------------------------------------------------- flushing
 
   private takeSnapshot(): StoredSnapshot {
@@ -364,7 +364,7 @@ export class EntityHost {
       at: this.rt.clock.now(),
       state,
       timers: this.timers!.current(),
-      eventIds: this.eventIds.slice(),
+      eventIds: eventIdsOf(this.eventIds),
       run: this.rt.runId,
     };
   }
@@ -431,7 +431,7 @@ export class EntityHost {
     const rec = await recover(this.rt.store, machine, this.key, input, this.rt.options.dedupeWindow);
     this.seq = rec.seq;
     this.writer.reset(rec.seq, rec.snapshotSeq);
-    this.eventIds = rec.eventIds;
+    this.eventIds = toEventIdWindow(rec.eventIds, this.rt.options.dedupeWindow);
     this.rootQueue = [];
     this.failure = undefined;
     this.lastSnap = undefined;

@@ -24,6 +24,8 @@ export class Send {
   changed = false;
   /** While applying: whether the event took a transition (maybe actions only). */
   handled = false;
+  /** hashEventId(eventId), computed once for the dedupe check and the window. */
+  idHash = 0;
   /** What the caller awaits. */
   readonly promise: Promise<EntityState>;
   readonly resolve: (state: EntityState) => void;
