@@ -189,6 +189,9 @@ export class SystemCore implements EntityRuntime {
       this.recency.remove(host);
     }
     host.dropped = true;
+    // The next activation reads the entity back, so the store may drop what
+    // it caches about it: a passivated entity then holds no heap anywhere.
+    this.store.forget?.(host.key);
     if (wakeAt !== null && !this.stopping) this.scheduleWakeup(wakeAt, host.key, host.k);
   }
 
