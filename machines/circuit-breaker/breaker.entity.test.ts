@@ -5,19 +5,25 @@
  * (the `callThroughBreaker` pattern: the answer is the send result's
  * context).
  */
+import fc from 'fast-check';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { assign, fromPromise, setup } from 'xstate';
 import { createActorSystem, type ActorSystem } from '../../src/index.js';
 import { memoryStore } from '../../adapters/memory/index.js';
+import { checkMachine } from '../../src/testing/index.js';
 import {
   createSteppingClock,
   deferred,
   flush,
+  propertyRuns,
   runUntil,
   type Deferred,
 } from '../retry/test-support.js';
-import { createCircuitBreakerMachine } from './breaker-machine.js';
+import {
+  createCircuitBreakerMachine,
+  type BreakerContext,
+} from './breaker-machine.js';
 import {
   callThroughBreaker,
   decisionFor,
@@ -250,5 +256,54 @@ describe('circuit breaker - as an entity', () => {
     expect(shared.value).toBe('closed');
     expect(shared.context.trips).toBe(1);
     await system.stop();
+  });
+
+  it('circuit breaker - checkMachine: plain XState and the entity agree under faults, and the breaker rules hold in every state', async () => {
+    const ids = ['a', 'b', 'c', 'd'];
+    const at = fc.integer({ min: 0, max: 20_000 });
+    const report = await checkMachine(breaker, {
+      events: {
+        CALL: fc.record({
+          type: fc.constant('CALL'),
+          correlationId: fc.constantFrom(...ids),
+          at,
+        }),
+        SUCCESS: fc.record({
+          type: fc.constant('SUCCESS'),
+          correlationId: fc.constantFrom(...ids),
+          at,
+        }),
+        FAILURE: fc.record({
+          type: fc.constant('FAILURE'),
+          correlationId: fc.constantFrom(...ids),
+          at,
+        }),
+      },
+      runs: propertyRuns(20),
+      invariants: {
+        'probes within halfOpenProbesMax, only while half-open': (s) => {
+          const ctx = s.context as BreakerContext;
+          return (
+            ctx.probes.length <= 1 &&
+            (s.value === 'halfOpen' || ctx.probes.length === 0)
+          );
+        },
+        'fewer failures kept than the threshold': (s) =>
+          (s.context as BreakerContext).failures.length < 2,
+        'a CALL is rejected while open and allowed while closed': (
+          s,
+          where,
+        ) => {
+          if (where.event.type !== 'CALL') return true;
+          const d = (s.context as BreakerContext).lastDecision;
+          if (s.value === 'open') return d?.decision === 'REJECTED';
+          if (s.value === 'closed') return d?.decision === 'ALLOWED';
+          return true;
+        },
+      },
+    });
+    expect(
+      report.stepKinds.restart + report.stepKinds.passivate,
+    ).toBeGreaterThan(0);
   });
 });

@@ -14,11 +14,11 @@ import {
   type AnyMachineSnapshot,
   type EventObject,
 } from 'xstate';
+import { getTestPaths } from '../../src/testing/index.js';
 import {
   createSteppingClock,
   edgesFrom,
   propertyRuns,
-  walkGraph,
 } from '../retry/test-support.js';
 import {
   createCircuitBreakerMachine,
@@ -62,7 +62,13 @@ describe('circuit breaker - graph', () => {
       c.decisions.map((d) => [d.correlationId, d.decision]),
     ]);
   };
-  const reached = walkGraph(machine, eventsFor, { serialize });
+  const samples = Object.fromEntries(
+    ['CALL', 'SUCCESS', 'FAILURE'].map((type) => [type, eventsFor(type)]),
+  );
+  const reached = getTestPaths(machine, {
+    events: samples,
+    serializeState: serialize,
+  });
 
   const edges = edgesFrom(
     machine,
@@ -89,7 +95,7 @@ describe('circuit breaker - graph', () => {
   it('circuit breaker - in every reachable state: probes within halfOpenProbesMax, bounded memory', () => {
     expect(reached.length).toBeGreaterThan(20);
     for (const { state } of reached) {
-      const ctx = state.context as BreakerContext;
+      const ctx = state.context;
       expect(ctx.probes.length).toBeLessThanOrEqual(2);
       expect(ctx.failures.length).toBeLessThan(2);
       expect(ctx.decisions.length).toBeLessThanOrEqual(3);

@@ -10,10 +10,16 @@ import { createActor } from 'xstate';
 import { createActorSystem } from '../../src/index.js';
 import type { Store } from '../../src/persistence/types.js';
 import { memoryStore } from '../../adapters/memory/index.js';
-import { createRetryMachine, type RetryOutput } from './retry-machine.js';
+import { checkMachine } from '../../src/testing/index.js';
+import {
+  createRetryMachine,
+  type RetryContext,
+  type RetryOutput,
+} from './retry-machine.js';
 import {
   createSteppingClock,
   flush,
+  propertyRuns,
   runActor,
   runUntil,
   type SteppingClock,
@@ -155,5 +161,39 @@ describe('retry machine - as an entity', () => {
       (done.output as RetryOutput).attempts.map((a) => a.startedAt),
     ).toEqual([0, 300, 700, 1_000]);
     await second.stop();
+  });
+
+  it('retry - checkMachine: plain XState and the entity agree under faults, and the bounds hold in every state', async () => {
+    // A deterministic task (its answer depends on the attempt number only),
+    // so both sides, and a re-run after a restart, behave alike.
+    const maxMs = 500;
+    const machine = createRetryMachine({
+      task: async (_input: string, { attempt }) =>
+        attempt < 3
+          ? Promise.reject(Object.assign(new Error('busy'), { code: 'EBUSY' }))
+          : `done after ${attempt}`,
+      attemptsMax: 4,
+      backoff: { initialMs: 300, factor: 2, maxMs, jitter: 'full' },
+      deadlineMs: 2_000,
+    });
+    const report = await checkMachine(machine, {
+      events: [],
+      input: (id) => ({ input: id, seed: 2 }),
+      runs: propertyRuns(15),
+      invariants: {
+        'attempts within attemptsMax': (s) =>
+          (s.context as RetryContext).attemptsMade <= 4,
+        'waits within maxMs': (s) =>
+          (s.context as RetryContext).attempts.every((a) => a.delayMs <= maxMs),
+        'ends succeeded on the third attempt': (s) =>
+          s.status !== 'done' ||
+          ((s.output as RetryOutput).outcome === 'succeeded' &&
+            (s.output as RetryOutput).attemptsMade === 3),
+      },
+    });
+    expect(
+      report.stepKinds.restart + report.stepKinds.passivate,
+    ).toBeGreaterThan(0);
+    expect(report.timerEvents).toBeGreaterThan(0);
   });
 });

@@ -22,46 +22,48 @@ import {
   type RetryContext,
   type RetryOutput,
 } from './retry-machine.js';
-import {
-  createSteppingClock,
-  propertyRuns,
-  runActor,
-  walkGraph,
-} from './test-support.js';
+import { getTestPaths } from '../../src/testing/index.js';
+import { createSteppingClock, propertyRuns, runActor } from './test-support.js';
 
 const failure = (retryable: boolean) => ({
   error: { name: 'Error', message: 'boom' },
   retryable,
 });
 
-function retryEvents(type: string): EventObject[] {
-  if (type === 'xstate.done.actor.attempt')
-    return [{ type, output: { result: 'ok', startedAt: 0 } } as EventObject];
-  if (type === 'xstate.error.actor.attempt')
-    return [
-      { type, error: failure(true) },
-      { type, error: failure(false) },
-    ] as unknown as EventObject[];
-  return [{ type }];
-}
+/** Answers an attempt can give in the graph walk; timers fire by themselves. */
+const samples = {
+  'xstate.done.actor.attempt': [
+    {
+      type: 'xstate.done.actor.attempt',
+      output: { result: 'ok', startedAt: 0 },
+    },
+  ],
+  'xstate.error.actor.attempt': [
+    { type: 'xstate.error.actor.attempt', error: failure(true) },
+    { type: 'xstate.error.actor.attempt', error: failure(false) },
+  ],
+};
 
 describe('retry machine - graph', () => {
   const maxMs = 250;
+  const deadlineMs = 1_000;
   const machine = createRetryMachine({
     task: async () => 'ok',
     attemptsMax: 3,
     backoff: { initialMs: 100, factor: 2, maxMs, jitter: 'full' },
-    deadlineMs: 1_000,
+    deadlineMs,
   });
-  const reached = walkGraph(machine, retryEvents, {
+  const paths = getTestPaths(machine, {
+    events: samples,
     input: { input: 'x', seed: 3 },
+    kind: 'both',
   });
 
   it('retry - every final state is reachable', () => {
     const finals = new Set(
-      reached
-        .filter((r) => r.state.status === 'done')
-        .map((r) => r.state.value as string),
+      paths
+        .filter((p) => p.state.status === 'done')
+        .map((p) => p.state.value as string),
     );
     expect([...finals].sort()).toEqual([
       'attemptsExhausted',
@@ -71,14 +73,28 @@ describe('retry machine - graph', () => {
     ]);
   });
 
-  it('retry - in every reachable state attempts stay within attemptsMax and waits within maxMs', () => {
-    expect(reached.length).toBeGreaterThan(8);
-    for (const { state } of reached) {
-      const ctx = state.context as RetryContext;
-      expect(ctx.attemptsMade).toBeLessThanOrEqual(3);
-      expect(ctx.attempts.length).toBeLessThanOrEqual(ctx.attemptsMade);
-      for (const a of ctx.attempts)
-        expect(a.delayMs).toBeLessThanOrEqual(maxMs);
+  it('retry - on every path: attempts within attemptsMax, waits within maxMs, the deadline on time', () => {
+    expect(paths.length).toBeGreaterThan(8);
+    for (const path of paths) {
+      let elapsed = 0;
+      for (const step of path.steps) {
+        const ctx = step.state.context as RetryContext;
+        expect(ctx.attemptsMade).toBeLessThanOrEqual(3);
+        expect(ctx.attempts.length).toBeLessThanOrEqual(ctx.attemptsMade);
+        for (const a of ctx.attempts)
+          expect(a.delayMs).toBeLessThanOrEqual(maxMs);
+        if (step.delayMs !== undefined) {
+          elapsed += step.delayMs;
+          if (step.event.type.startsWith('xstate.after.backoff')) {
+            expect(step.delayMs).toBeLessThanOrEqual(maxMs);
+            expect(step.delayMs).toBe(ctx.attempts.at(-1)!.delayMs);
+          }
+        }
+        expect(elapsed).toBeLessThanOrEqual(deadlineMs);
+        if (step.state.value === 'deadlineExceeded')
+          expect(elapsed).toBe(deadlineMs);
+      }
+      const { state } = path;
       if (state.status === 'done') {
         const out = state.output as RetryOutput;
         expect(out.outcome).toBe(state.value);
@@ -94,10 +110,8 @@ describe('retry machine - graph', () => {
   });
 
   it('retry - the deadline records the attempt it cut short', () => {
-    const cut = reached.find(
-      (r) =>
-        r.state.value === 'deadlineExceeded' &&
-        r.events.filter((e) => e.type !== 'xstate.init').length === 1,
+    const cut = paths.find(
+      (p) => p.state.value === 'deadlineExceeded' && p.steps.length === 1,
     );
     expect(cut).toBeDefined();
     const out = cut!.state.output as RetryOutput;

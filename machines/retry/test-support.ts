@@ -10,7 +10,6 @@ import {
   type AnyStateMachine,
   type EventObject,
 } from 'xstate';
-import { getShortestPaths, getSimplePaths } from 'xstate/graph';
 import {
   createSimulatedClock,
   type SimulatedClock,
@@ -127,40 +126,6 @@ export function acceptedEventTypes(snapshot: AnyMachineSnapshot): string[] {
   const nodes = (snapshot as unknown as { _nodes: { ownEvents: string[] }[] })
     ._nodes;
   return [...new Set(nodes.flatMap((n) => n.ownEvents))];
-}
-
-/**
- * Walks a machine's graph with XState's path generators (shortest and
- * simple paths) from its initial state, offering in each state the events
- * `eventsFor` builds for the event types that state accepts. Returns every
- * state reached, each with the steps of one path to it.
- * @internal
- */
-export function walkGraph(
-  machine: AnyStateMachine,
-  eventsFor: (type: string, snapshot: AnyMachineSnapshot) => EventObject[],
-  options: {
-    input?: unknown;
-    simple?: boolean;
-    serialize?: (snapshot: AnyMachineSnapshot) => string;
-  } = {},
-): { state: AnyMachineSnapshot; events: EventObject[] }[] {
-  const traversal = {
-    input: options.input,
-    events: (snapshot: AnyMachineSnapshot) =>
-      acceptedEventTypes(snapshot).flatMap((t) => eventsFor(t, snapshot)),
-    ...(options.serialize
-      ? { serializeState: (s: AnyMachineSnapshot) => options.serialize!(s) }
-      : {}),
-  };
-  const paths = [
-    ...getShortestPaths(machine, traversal as never),
-    ...(options.simple ? getSimplePaths(machine, traversal as never) : []),
-  ];
-  return paths.map((p) => ({
-    state: p.state as AnyMachineSnapshot,
-    events: p.steps.map((s) => s.event as EventObject),
-  }));
 }
 
 /**
