@@ -267,36 +267,31 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   return store;
 }
 
-/** The caller's side of the write contract; breaking it is a bug. */
+/**
+ * The caller's side of the write contract; breaking it is a bug. Runs on
+ * every write, so messages are built only when a check fails.
+ */
 function assertWrite(write: EntityWrite): void {
   const { expectedSeq, entries } = write;
-  assert(
-    Number.isSafeInteger(expectedSeq) && expectedSeq >= 0,
-    () =>
-      `expectedSeq must be a non-negative integer, got ${String(expectedSeq)}`,
-  );
+  if (!Number.isSafeInteger(expectedSeq) || expectedSeq < 0) {
+    fail(`expectedSeq must be a non-negative integer, got ${String(expectedSeq)}`);
+  }
   for (let i = 0; i < entries.length; i++) {
     const seq = (entries[i] as JournalEntry).seq;
-    assert(
-      seq === expectedSeq + 1 + i,
-      () =>
-        `entries must be consecutive from expectedSeq + 1 = ${expectedSeq + 1}, but entry ${i} has seq ${String(seq)}`,
-    );
+    if (seq !== expectedSeq + 1 + i) {
+      fail(`entries must be consecutive from expectedSeq + 1 = ${expectedSeq + 1}, but entry ${i} has seq ${String(seq)}`);
+    }
   }
   const snapshot = write.snapshot;
-  assert(
-    snapshot === undefined || snapshot.seq <= expectedSeq + entries.length,
-    () =>
-      `snapshot seq ${String(snapshot?.seq)} is past the last entry of the write (${expectedSeq + entries.length})`,
-  );
+  if (snapshot !== undefined && !(snapshot.seq <= expectedSeq + entries.length)) {
+    fail(`snapshot seq ${String(snapshot.seq)} is past the last entry of the write (${expectedSeq + entries.length})`);
+  }
 }
 
-function assert(condition: boolean, message: () => string): asserts condition {
-  if (!condition) {
-    const error = new Error(`shardchart memory adapter: ${message()}`);
-    error.name = 'AssertionError';
-    throw error;
-  }
+function fail(message: string): never {
+  const error = new Error(`shardchart memory adapter: ${message}`);
+  error.name = 'AssertionError';
+  throw error;
 }
 
 function jsonBytes(value: unknown): number {

@@ -5,7 +5,7 @@ import {
   ShardchartError,
   TimeoutError,
 } from '../errors.js';
-import { checkPlainData } from '../codec/plain-data.js';
+import { plainDataProblem } from '../codec/plain-data.js';
 import { recover } from '../persistence/recovery.js';
 import type {
   EntityKey,
@@ -272,14 +272,14 @@ export class EntityHost {
     // path free of a second guard evaluation.
     const handled = changed || isHandled(prev, event);
     if (changed && snapshot.context !== prev.context) {
-      const check = checkPlainData(snapshot.context, this.rt.contextLimits);
-      if (check.problem) {
+      const problem = plainDataProblem(snapshot.context, this.rt.contextLimits);
+      if (problem) {
         this.fail(
           event,
           new EntityError(
             'CONTEXT_NOT_SERIALIZABLE',
-            `Applying "${event.type}" to ${this.key.type}/${this.key.id} would leave context ${check.problem.path} that cannot be persisted: ${check.problem.reason} The event was not applied.`,
-            { details: { key: this.key, eventType: event.type, path: check.problem.path, kind: check.problem.kind } },
+            `Applying "${event.type}" to ${this.key.type}/${this.key.id} would leave context ${problem.path} that cannot be persisted: ${problem.reason} The event was not applied.`,
+            { details: { key: this.key, eventType: event.type, path: problem.path, kind: problem.kind } },
           ),
         );
         return;
@@ -296,14 +296,14 @@ export class EntityHost {
     } else if (changed || handled) {
       // An event produced inside the entity (invoke result, delayed event,
       // child output): it must be plain data, or replay could not rebuild it.
-      const check = checkPlainData(event, this.rt.eventLimits);
-      if (check.problem) {
+      const problem = plainDataProblem(event, this.rt.eventLimits);
+      if (problem) {
         this.fail(
           event,
           new EntityError(
             'CONTEXT_NOT_SERIALIZABLE',
-            `${this.key.type}/${this.key.id} received internal event "${event.type}" holding ${check.problem.path} that cannot be persisted: ${check.problem.reason} Make invoked actors resolve with plain data.`,
-            { details: { key: this.key, eventType: event.type, path: check.problem.path } },
+            `${this.key.type}/${this.key.id} received internal event "${event.type}" holding ${problem.path} that cannot be persisted: ${problem.reason} Make invoked actors resolve with plain data.`,
+            { details: { key: this.key, eventType: event.type, path: problem.path } },
           ),
         );
         return;

@@ -1,5 +1,5 @@
 import { ConfigError, InvalidInputError } from '../errors.js';
-import { checkPlainData, type PlainDataLimits } from '../codec/plain-data.js';
+import { plainDataProblem, type PlainDataLimits } from '../codec/plain-data.js';
 import { defaults } from './runtime.js';
 
 /**
@@ -41,9 +41,9 @@ export function checkEvent(event: unknown, limits: PlainDataLimits): asserts eve
       { details: { eventType: type } },
     );
   }
-  const check = checkPlainData(event, limits);
-  if (check.problem) {
-    const { kind, path, reason } = check.problem;
+  const problem = plainDataProblem(event, limits);
+  if (problem) {
+    const { kind, path, reason } = problem;
     if (kind === 'too-large' || kind === 'too-deep') {
       throw new InvalidInputError(
         'EVENT_TOO_LARGE',
