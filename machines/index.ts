@@ -98,3 +98,19 @@ export type {
   ApprovalOutput,
   FieldError,
 } from './approval/index.js';
+
+export { createDagMachine, dagLimits, executionPlan } from './dag/index.js';
+export type {
+  DagContext,
+  DagErrorStrategy,
+  DagInput,
+  DagMachineOptions,
+  DagOutcome,
+  DagOutput,
+  DagRetryOptions,
+  DagStep,
+  DagStepInput,
+  DagStepReport,
+  DagStepState,
+  PlanStep,
+} from './dag/index.js';
