@@ -14,11 +14,13 @@ import {
   type AnyMachineSnapshot,
   type EventObject,
 } from 'xstate';
+import { toMermaid } from '../../src/graph/index.js';
 import { getTestPaths } from '../../src/testing/index.js';
 import {
   createSteppingClock,
   edgesFrom,
   propertyRuns,
+  readmeMermaidBlocks,
 } from '../retry/test-support.js';
 import {
   createCircuitBreakerMachine,
@@ -499,5 +501,19 @@ describe('circuit breaker - as a plain actor and as a child', () => {
     expect(() =>
       createCircuitBreakerMachine({ ...ok, decisionsMax: 1.5 }),
     ).toThrow(/decisionsMax/);
+  });
+});
+
+describe('circuit breaker - README', () => {
+  it('circuit breaker - the README diagram is what toMermaid draws today', () => {
+    const machine = createCircuitBreakerMachine({
+      failureThreshold: 5,
+      windowMs: 10_000,
+      resetTimeoutMs: 30_000,
+      halfOpenProbesMax: 2,
+    });
+    expect(
+      readmeMermaidBlocks(new URL('./README.md', import.meta.url)),
+    ).toEqual([toMermaid(machine).trimEnd()]);
   });
 });

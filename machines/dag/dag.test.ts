@@ -8,11 +8,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { assign, createActor, setup, type AnyEventObject } from 'xstate';
+import { toMermaid } from '../../src/graph/index.js';
 import { getTestPaths } from '../../src/testing/index.js';
 import {
   createSteppingClock,
   propertyRuns,
   runActor,
+  readmeMermaidBlocks,
 } from '../retry/test-support.js';
 import {
   createDagMachine,
@@ -385,5 +387,31 @@ describe('dag machine - as a plain actor and as a child', () => {
         .result,
     ).toBe(63);
     expect(clock.now()).toBe(100); // double and square ran at the same time
+  });
+});
+
+describe('dag machine - README', () => {
+  it('dag - the README diagrams are the example dependencies and what toMermaid draws today', () => {
+    const t = async () => null;
+    const steps: DagStep[] = [
+      { id: 'fetch', run: t, onError: 'retry' },
+      { id: 'thumbnail', dependsOn: ['fetch'], run: t },
+      { id: 'scan', dependsOn: ['fetch'], run: t, onError: 'continue' },
+      { id: 'publish', dependsOn: ['thumbnail', 'scan'], run: t },
+    ];
+    const flowchart = [
+      'flowchart LR',
+      ...steps.flatMap((s) =>
+        (s.dependsOn ?? []).map((d) => `  ${d} --> ${s.id}`),
+      ),
+    ];
+    const machine = createDagMachine({
+      id: 'pipeline',
+      steps,
+      concurrencyMax: 2,
+    });
+    expect(
+      readmeMermaidBlocks(new URL('./README.md', import.meta.url)),
+    ).toEqual([flowchart.join('\n'), toMermaid(machine).trimEnd()]);
   });
 });

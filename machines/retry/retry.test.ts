@@ -22,8 +22,14 @@ import {
   type RetryContext,
   type RetryOutput,
 } from './retry-machine.js';
+import { toMermaid } from '../../src/graph/index.js';
 import { getTestPaths } from '../../src/testing/index.js';
-import { createSteppingClock, propertyRuns, runActor } from './test-support.js';
+import {
+  createSteppingClock,
+  propertyRuns,
+  runActor,
+  readmeMermaidBlocks,
+} from './test-support.js';
 
 const failure = (retryable: boolean) => ({
   error: { name: 'Error', message: 'boom' },
@@ -445,5 +451,19 @@ describe('retry machine - as a plain actor and as a child', () => {
     expect(() =>
       createRetryMachine({ task: 'nope' as never, attemptsMax: 2 }),
     ).toThrow(/task must be a function/);
+  });
+});
+
+describe('retry machine - README', () => {
+  it('retry - the README diagram is what toMermaid draws today', () => {
+    const machine = createRetryMachine({
+      task: async () => null,
+      attemptsMax: 5,
+      backoff: { initialMs: 200, maxMs: 5_000 },
+      deadlineMs: 30_000,
+    });
+    expect(
+      readmeMermaidBlocks(new URL('./README.md', import.meta.url)),
+    ).toEqual([toMermaid(machine).trimEnd()]);
   });
 });

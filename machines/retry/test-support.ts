@@ -3,6 +3,7 @@
  * breaker, saga, DAG). Not exported from `shardchart/machines`.
  * @internal
  */
+import { readFileSync } from 'node:fs';
 import {
   transition,
   type AnyActorRef,
@@ -161,4 +162,17 @@ export function edgesFrom(
     }
   }
   return edges;
+}
+
+/**
+ * The Mermaid blocks of a README next to a test (`new URL('./README.md',
+ * import.meta.url)`), so a test can check that a diagram is what the
+ * generator draws today.
+ * @internal
+ */
+export function readmeMermaidBlocks(url: URL): string[] {
+  const readme = readFileSync(url, 'utf8');
+  return [...readme.matchAll(/```mermaid\n([\s\S]*?)```/g)].map((m) =>
+    m[1]!.trimEnd(),
+  );
 }

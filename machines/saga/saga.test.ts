@@ -7,11 +7,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { assign, createActor, setup, type AnyEventObject } from 'xstate';
+import { toMermaid } from '../../src/graph/index.js';
 import { getTestPaths } from '../../src/testing/index.js';
 import {
   createSteppingClock,
   propertyRuns,
   runActor,
+  readmeMermaidBlocks,
 } from '../retry/test-support.js';
 import {
   createSagaMachine,
@@ -447,5 +449,27 @@ describe('saga machine - as a plain actor and as a child', () => {
         compensation: { onGiveUp: 'later' as never },
       }),
     ).toThrow(/onGiveUp/);
+  });
+});
+
+describe('saga machine - README', () => {
+  it('saga - the README diagram is what toMermaid draws today for its example', () => {
+    const t = async () => null;
+    const machine = createSagaMachine({
+      id: 'booking',
+      steps: [
+        { id: 'flight', run: t, compensate: t },
+        {
+          parallel: [
+            { id: 'hotel', run: t, compensate: t },
+            { id: 'car', run: t, compensate: t },
+          ],
+        },
+        { id: 'charge', run: t },
+      ],
+    });
+    expect(
+      readmeMermaidBlocks(new URL('./README.md', import.meta.url)),
+    ).toEqual([toMermaid(machine).trimEnd()]);
   });
 });
