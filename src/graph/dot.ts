@@ -86,7 +86,7 @@ export function renderDot(graph: GraphModel): string {
     const title = `<B>${html(node.key)}</B>${node.id === graph.root ? liveNote(graph) : ''}`;
     out.push(`${pad}subgraph ${quote(`cluster_${sid(node.id)}`)} {`);
     out.push(
-      `${pad}  graph [label=<${title}${compartment(innerLines(node, graph.edges))}>, style="${style}", fillcolor="${fill}", color="${color}", penwidth=${active ? 2 : 1.2}];`,
+      `${pad}  graph [label=<${title}${compartment(innerLines(node, graph.edges), true)}>, style="${style}", fillcolor="${fill}", color="${color}", penwidth=${active ? 2 : 1.2}];`,
     );
     if (node.type === 'parallel') {
       out.push(`${pad}  ${anchor(node)} [shape=point, style=invis, width=0.01, label=""];`);
@@ -177,12 +177,18 @@ function liveNote(graph: GraphModel): string {
   return `<FONT POINT-SIZE="9" COLOR="${palette.muted}">  ${html(summary)}</FONT>`;
 }
 
-/** The lines inside a state, under its name, smaller and grey. */
-function compartment(lines: readonly string[]): string {
+/**
+ * The lines inside a state, under its name, smaller and grey. A cluster's
+ * header reads from its left edge, so there each line ends with a
+ * left-aligning break (Graphviz aligns a line by the break that ends it).
+ */
+function compartment(lines: readonly string[], left = false): string {
   if (lines.length === 0) return '';
-  return lines
-    .map((line) => `<BR/><FONT POINT-SIZE="9" COLOR="${palette.muted}">${html(line)}</FONT>`)
+  const br = left ? '<BR ALIGN="LEFT"/>' : '<BR/>';
+  const body = lines
+    .map((line) => `${br}<FONT POINT-SIZE="9" COLOR="${palette.muted}">${html(line)}</FONT>`)
     .join('');
+  return left ? `${body}${br}` : body;
 }
 
 function edgeLabel(edge: GraphEdge): string {

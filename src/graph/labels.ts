@@ -29,6 +29,8 @@ interface GuardFunction {
  * The guard as an expression: `hasItems`, `!isPaid`, `a && (b || c)`,
  * `in(#order.paid)`. `depth` stops a malformed, self-referencing guard from
  * recursing forever.
+ *
+ * @internal
  */
 export function describeGuard(guard: unknown, depth = 0): string {
   if (depth > 16) return '…';
@@ -69,6 +71,8 @@ interface ActionFunction {
  * `raise(RETRY)`, `(inline)`. Returns undefined for the entry and exit
  * actions XState adds itself to schedule and cancel `after` timers: the
  * diagram shows those as delayed transitions already.
+ *
+ * @internal
  */
 export function describeAction(action: unknown): string | undefined {
   if (typeof action === 'string') return action;
@@ -92,7 +96,7 @@ export function describeAction(action: unknown): string | undefined {
   return '(unknown)';
 }
 
-/** Actions as names, dropping XState's own timer bookkeeping. */
+/** Actions as names, dropping XState's own timer bookkeeping. @internal */
 export function describeActions(actions: readonly unknown[]): string[] {
   const names: string[] = [];
   for (const action of actions) {
@@ -102,7 +106,7 @@ export function describeActions(actions: readonly unknown[]): string[] {
   return names;
 }
 
-/** `400ms`, `5s`, `1.5s`, `2min`, `1h`; a named delay as is. */
+/** `400ms`, `5s`, `1.5s`, `2min`, `1h`; a named delay as is. @internal */
 export function formatDelay(delay: number | string): string {
   if (typeof delay === 'string') return delay;
   if (delay >= 3_600_000 && delay % 3_600_000 === 0) {
@@ -113,7 +117,7 @@ export function formatDelay(delay: number | string): string {
   return `${delay}ms`;
 }
 
-/** The kind of trigger behind an XState event descriptor. */
+/** The kind of trigger behind an XState event descriptor. @internal */
 export function edgeKind(event: string, delayed: boolean): GraphEdgeKind {
   if (delayed) return 'delayed';
   if (event === '') return 'eventless';
@@ -124,7 +128,7 @@ export function edgeKind(event: string, delayed: boolean): GraphEdgeKind {
   return 'event';
 }
 
-/** The trigger part of a label: the event, `after 5s`, `always`, `done`, `error: pay`. */
+/** The trigger part of a label: the event, `after 5s`, `always`, `done`, `error: pay`. @internal */
 export function triggerText(
   kind: GraphEdgeKind,
   event: string,
@@ -148,7 +152,7 @@ export function triggerText(
   }
 }
 
-/** `TRIGGER [guard] / a, b`: the UML transition label. */
+/** `TRIGGER [guard] / a, b`: the UML transition label. @internal */
 export function edgeLabel(
   trigger: string,
   guard: string | undefined,
@@ -160,13 +164,13 @@ export function edgeLabel(
   return label;
 }
 
-/** The invoke source as a reader knows it; XState names inline logic itself. */
+/** The invoke source as a reader knows it; XState names inline logic itself. @internal */
 export function describeSource(src: unknown): string {
   if (typeof src !== 'string') return '(inline)';
   return src.startsWith('xstate.invoke.') ? '(inline)' : src;
 }
 
-/** `12:00:00.400Z`: enough to tell timers apart on a diagram. */
+/** `12:00:00.400Z`: enough to tell timers apart on a diagram. @internal */
 export function formatDue(dueAt: number): string {
   const iso = new Date(dueAt).toISOString();
   return iso.slice(11);

@@ -36,6 +36,8 @@ interface SnapshotParts {
  * const live = resolveLive(orderMachine, actor.getPersistedSnapshot());
  * live.active; // ['order', 'order.paused']
  * ```
+ *
+ * @internal
  */
 export function resolveLive(
   machine: AnyStateMachine,
@@ -83,7 +85,7 @@ export function resolveLive(
   };
 }
 
-/** Every node id, depth first in document order. */
+/** Every node id, depth first in document order. @internal */
 export function orderedIds(root: AnyStateNode): string[] {
   const ids: string[] = [];
   const walk = (node: AnyStateNode): void => {

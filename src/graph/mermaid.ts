@@ -24,7 +24,9 @@ import type { GraphEdge, GraphModel, GraphNode, GraphOptions } from './types.js'
  * transitions) is listed in the state's description; Mermaid gives
  * composite states no description, so there a targetless transition is
  * drawn as a self-loop and entry/exit actions are left out (the JSON, DOT
- * and SVG formats keep them).
+ * and SVG formats keep them). Mermaid cannot draw every arrow between a
+ * state and its own ancestor either, so those transitions are loops on
+ * their source labelled `EVENT → target`.
  *
  * @throws DefinitionError `MACHINE_INVALID` when `machine` is not an XState v5 machine.
  *
@@ -109,7 +111,19 @@ export function renderMermaid(graph: GraphModel): string {
       continue;
     }
     for (const target of edge.targets) {
-      out.push(`  ${sid(edge.source)} --> ${sid(target)} : ${label}`);
+      const nested =
+        isAncestor(edge.source, target, index) ||
+        isAncestor(target, edge.source, index);
+      if (nested) {
+        // Mermaid's layout fails on some arrows between a state and its own
+        // ancestor (into a descendant, or out of a parallel region to the
+        // parallel state), so every such arrow becomes a loop on the
+        // source that names where it leads.
+        const into = mermaidText(` → ${index.get(target)!.key}`);
+        out.push(`  ${sid(edge.source)} --> ${sid(edge.source)} : ${label}${into}`);
+      } else {
+        out.push(`  ${sid(edge.source)} --> ${sid(target)} : ${label}`);
+      }
     }
   }
   for (const node of graph.nodes) {
@@ -141,6 +155,18 @@ export function renderMermaid(graph: GraphModel): string {
     out.push(`  class ${groups.map((n) => sid(n.id)).join(',')} activeGroup`);
   }
   return `${out.join('\n')}\n`;
+}
+
+/** True when `ancestor` contains `id` at any depth. */
+function isAncestor(
+  ancestor: string,
+  id: string,
+  index: ReadonlyMap<string, GraphNode>,
+): boolean {
+  for (let cur = index.get(id)?.parent; cur; cur = index.get(cur)?.parent) {
+    if (cur === ancestor) return true;
+  }
+  return false;
 }
 
 function edgeText(edge: GraphEdge): string {

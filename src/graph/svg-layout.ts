@@ -28,7 +28,7 @@ import type { GraphEdge, GraphModel, GraphNode } from './types.js';
  * its text before ELK places it.
  */
 
-/** Text sizes in px; the writer draws with the same ones. */
+/** Text sizes in px; the writer draws with the same ones. @internal */
 export const sizes = {
   name: 12,
   line: 10,
@@ -41,6 +41,7 @@ export const sizes = {
 /** Characters per line in edge labels before wrapping. */
 const labelWidth = 30;
 
+/** @internal */
 export interface Box {
   x: number;
   y: number;
@@ -48,7 +49,7 @@ export interface Box {
   height: number;
 }
 
-/** One drawn shape. */
+/** One drawn shape. @internal */
 export interface LaidShape {
   kind: 'state' | 'container' | 'region' | 'initial';
   box: Box;
@@ -63,7 +64,7 @@ export interface LaidShape {
   lines: string[];
 }
 
-/** One drawn arrow. */
+/** One drawn arrow. @internal */
 export interface LaidEdge {
   kind: 'transition' | 'initial' | 'historyDefault' | 'remembered';
   edge?: GraphEdge;
@@ -71,6 +72,7 @@ export interface LaidEdge {
   label?: { box: Box; lines: string[] };
 }
 
+/** @internal */
 export interface Layout {
   width: number;
   height: number;
@@ -79,6 +81,7 @@ export interface Layout {
   edges: LaidEdge[];
 }
 
+/** @internal */
 export interface LayoutSettings {
   direction: 'DOWN' | 'RIGHT';
   layoutOptions: Readonly<Record<string, string>>;
@@ -98,6 +101,8 @@ let elk: ELK | undefined;
  * Runs ELK on the graph and returns absolute boxes and polylines. A layout
  * failure (ELK throws on some option values and unsupported graphs)
  * becomes a `GRAPH_FAILED` GraphError.
+ *
+ * @internal
  */
 export async function layoutGraph(
   graph: GraphModel,

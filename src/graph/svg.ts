@@ -26,8 +26,18 @@ export interface SvgOptions extends GraphOptions {
   nodesMax?: number;
 }
 
-/** Default limit on state nodes laid out by {@link toSvg}. */
-export const svgNodesMaxDefault = 1_000;
+/**
+ * Default limit on state nodes laid out by {@link toSvg}. Hierarchical
+ * layout grows faster than linearly: a machine of this size with two
+ * transitions per state takes ELK a few seconds, a thousand states about a
+ * minute.
+ *
+ * @example
+ * ```ts
+ * await toSvg(bigMachine, { nodesMax: svgNodesMaxDefault * 2 });
+ * ```
+ */
+export const svgNodesMaxDefault = 300;
 
 /**
  * A self-contained SVG picture of the machine, laid out with ELK (elkjs):

@@ -6,7 +6,12 @@
  * thousandths of an em for ASCII 32..126, measured in Chromium.
  */
 
-/** The font stack the SVG writer uses; the table below measures its first face. */
+/**
+ * The font stack the SVG writer uses; the table below measures its first
+ * face.
+ *
+ * @internal
+ */
 export const fontFamily =
   "'DejaVu Sans', Verdana, 'Bitstream Vera Sans', sans-serif";
 
@@ -40,6 +45,8 @@ const slack = 1.06;
  * ```ts
  * textWidth('authorizing', 12, true); // ≈ 83
  * ```
+ *
+ * @internal
  */
 export function textWidth(text: string, size: number, isBold = false): number {
   const table = isBold ? bold : regular;

@@ -6,7 +6,7 @@
  * random machines with hostile names the same way.
  */
 import { test as propertyTest } from '@fast-check/vitest';
-import { createActor } from 'xstate';
+import { createActor, createMachine } from 'xstate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderMachine } from '../../src/cli/order-machine.js';
 import { toGraph, toMermaid, type GraphModel } from '../../src/graph/index.js';
@@ -130,6 +130,32 @@ describe('mermaid', () => {
     const { texts } = await expectRendered(toMermaid(hostile), toGraph(hostile));
     for (const label of ['GO; --> x', 'A&B <b>', 'x:y', '#35;']) expect(texts).toContain(label);
     expect(mermaidText('a "b" #1; <c>')).toBe('a #34;b#34; #35;1#59; #60;c#62;');
+  });
+
+  it('toMermaid - draws transitions between a state and its ancestor as labelled loops Mermaid can lay out', async () => {
+    // Mermaid's layout fails on an arrow from a composite into its own
+    // child, and on one from a parallel region up to the parallel state.
+    const nested = createMachine({
+      id: 'nested',
+      initial: 'outer',
+      states: {
+        outer: {
+          initial: 'inner',
+          on: { DOWN: '.inner' },
+          states: { inner: {} },
+        },
+        both: {
+          type: 'parallel',
+          states: { left: { on: { UP: '#nested.both' } }, right: {} },
+        },
+      },
+    });
+    const text = toMermaid(nested);
+    expect(text).toContain('s_nested_outer --> s_nested_outer : DOWN #8594; inner');
+    expect(text).toContain('s_nested_both_left --> s_nested_both_left : UP #8594; both');
+    const { texts } = await expectRendered(text, toGraph(nested));
+    expect(texts).toContain('DOWN → inner');
+    expect(texts).toContain('UP → both');
   });
 
   propertyTest.prop([arbitraryMachine], { numRuns: runs })(
