@@ -81,7 +81,14 @@ export interface BreakerMachineOptions {
   id?: string;
 }
 
-/** Defaults and bounds of the breaker's options. */
+/**
+ * Defaults and bounds of the breaker's options.
+ *
+ * @example
+ * ```ts
+ * createCircuitBreakerMachine({ ...options, decisionsMax: breakerLimits.decisionsMaxDefault * 2 });
+ * ```
+ */
 export const breakerLimits = {
   failureThresholdMax: 10_000,
   halfOpenProbesMax: 1_000,

@@ -35,7 +35,7 @@ export interface DagStepInput<TInput = unknown> {
 
 /**
  * What happens when a step fails:
- * - `'stop'` (default): no further step starts; steps already running finish; the DAG ends `failed`.
+ * - `'stop'` (default): no further step starts, steps waiting to retry give up, steps already running finish; the DAG ends `failed`.
  * - `'continue'`: the steps that depend on it are skipped; the others go on; the DAG ends `completedWithFailures`.
  * - `'retry'`: the step runs again with backoff (`retry`), then does what `retry.then` says.
  * - `'compensate'`: no further step starts; once running steps finish, the completed ones are undone
@@ -147,7 +147,14 @@ export interface DagInput<TInput = unknown> {
   seed?: number;
 }
 
-/** Bounds of the DAG's options. */
+/**
+ * Bounds of the DAG's options.
+ *
+ * @example
+ * ```ts
+ * createDagMachine({ steps, concurrencyMax: Math.min(workers, dagLimits.concurrencyMax) });
+ * ```
+ */
 export const dagLimits = {
   stepsMax: 200,
   concurrencyMax: 1_000,
@@ -306,7 +313,21 @@ export function createDagMachine<TInput = unknown>(
               },
             },
             ...(r.onError === 'retry'
-              ? { retrying: { after: { [`backoff-${sid}`]: 'running' } } }
+              ? {
+                  retrying: {
+                    // A halt elsewhere ends the wait: no new attempt starts
+                    // once the DAG is stopping or unwinding.
+                    always: {
+                      guard: 'haltedAny',
+                      target: 'failed',
+                      actions: [
+                        { type: 'abandonRetry', params: p },
+                        'schedule',
+                      ],
+                    },
+                    after: { [`backoff-${sid}`]: 'running' },
+                  },
+                }
               : {}),
             succeeded: { type: 'final' },
             failed: { type: 'final' },
@@ -361,6 +382,7 @@ export function createDagMachine<TInput = unknown>(
         );
       },
       halted: ({ context }: Args) => context.halt === 'stop',
+      haltedAny: ({ context }: Args) => context.halt !== null,
       compensating: ({ context }: Args) => context.halt === 'compensate',
       anyFailed: ({ context }: Args) =>
         Object.values(context.steps).some((s) => s.status === 'failed'),
@@ -446,6 +468,9 @@ export function createDagMachine<TInput = unknown>(
           }),
         };
       }),
+      abandonRetry: assign(({ context }: Args, params: unknown) => ({
+        steps: withStep(context, idOf(params), { status: 'failed' }),
+      })),
       stepFailed: assign(({ context, event }: Args, params: unknown) => {
         const r = byId.get(idOf(params))!;
         const s = context.steps[r.step.id]!;

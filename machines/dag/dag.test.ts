@@ -254,9 +254,8 @@ describe('dag machine - properties', () => {
               seenFails.set(id, attempt);
               if (isFinal(id, attempt) && halting(id)) halted = true;
             }
-            // After a halting failure is processed, no step starts for the first time.
-            if (kind === 'start' && halted)
-              expect(tries.get(id)).toBeGreaterThan(1);
+            // After a halting failure is processed, no attempt starts, not even a retry.
+            if (kind === 'start') expect(halted).toBe(false);
           }
           for (const [id, n] of tries)
             expect(n).toBeLessThanOrEqual(
@@ -387,6 +386,54 @@ describe('dag machine - as a plain actor and as a child', () => {
         .result,
     ).toBe(63);
     expect(clock.now()).toBe(100); // double and square ran at the same time
+  });
+});
+
+describe('dag machine - halting', () => {
+  it('dag - a halt ends retry waits: no attempt starts after a stop failure', async () => {
+    const clock = createSteppingClock(0);
+    const sleep = (ms: number) =>
+      new Promise<void>((resolve) => clock.setTimeout(resolve, ms));
+    const starts: string[] = [];
+    const dag = createDagMachine({
+      concurrencyMax: 2,
+      steps: [
+        {
+          id: 'flaky',
+          onError: 'retry',
+          retry: {
+            attemptsMax: 3,
+            backoff: { initialMs: 100, jitter: 'none' },
+          },
+          run: async () => {
+            starts.push(`flaky@${clock.now()}`);
+            throw new Error('flaky');
+          },
+        },
+        {
+          id: 'fatal',
+          run: async () => {
+            starts.push(`fatal@${clock.now()}`);
+            await sleep(10);
+            throw new Error('fatal');
+          },
+        },
+      ],
+    });
+    const snap = await runActor(
+      createActor(dag, { input: {}, clock }).start(),
+      clock,
+    );
+    expect(starts).toEqual(['flaky@0', 'fatal@0']);
+    expect(snap.output).toMatchObject({
+      outcome: 'failed',
+      failed: ['flaky', 'fatal'],
+      steps: [
+        { id: 'flaky', status: 'failed', attempts: 1 },
+        { id: 'fatal', status: 'failed', attempts: 1 },
+      ],
+    });
+    expect(clock.now()).toBe(10);
   });
 });
 

@@ -29,7 +29,14 @@ export interface BackoffOptions {
   jitter: 'full' | 'none';
 }
 
-/** Defaults for {@link BackoffOptions}. */
+/**
+ * Defaults for {@link BackoffOptions}: 100 ms, doubling, capped at 30 s, full jitter.
+ *
+ * @example
+ * ```ts
+ * createRetryMachine({ task, attemptsMax: 5, backoff: { ...backoffDefaults, jitter: 'none' } });
+ * ```
+ */
 export const backoffDefaults: BackoffOptions = {
   initialMs: 100,
   factor: 2,

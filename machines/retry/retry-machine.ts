@@ -81,7 +81,14 @@ export interface RetryMachineOptions<TInput, TResult> {
   id?: string;
 }
 
-/** Bounds of the retry options. */
+/**
+ * Bounds of the retry options (they bound what context holds).
+ *
+ * @example
+ * ```ts
+ * createRetryMachine({ task, attemptsMax: Math.min(wanted, retryLimits.attemptsMax) });
+ * ```
+ */
 export const retryLimits = {
   attemptsMax: 1_000,
 } as const;

@@ -49,7 +49,16 @@ export function serialiseError(err: unknown): SerializedError {
   return { name: 'Error', message: cut(message) };
 }
 
-/** True when `value` already has the shape of a {@link SerializedError} (plain object, string name and message). */
+/**
+ * True when `value` already has the shape of a {@link SerializedError}
+ * (a plain object with a string name and message).
+ *
+ * @example
+ * ```ts
+ * isSerializedError({ name: 'Error', message: 'boom' }); // true
+ * isSerializedError(new Error('boom')); // false: an Error instance is not plain data
+ * ```
+ */
 export function isSerializedError(value: unknown): value is SerializedError {
   if (typeof value !== 'object' || value === null) return false;
   const proto: unknown = Object.getPrototypeOf(value);

@@ -103,7 +103,14 @@ export interface SagaInput<TInput = unknown> {
   seed?: number;
 }
 
-/** Bounds of the saga's options. */
+/**
+ * Bounds of the saga's options.
+ *
+ * @example
+ * ```ts
+ * if (steps.length > sagaLimits.stepsMax) splitIntoChildSagas(steps);
+ * ```
+ */
 export const sagaLimits = { stepsMax: 100 } as const;
 
 const factory = 'createSagaMachine';
