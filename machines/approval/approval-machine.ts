@@ -78,7 +78,15 @@ export interface ApprovalMachineOptions {
   id?: string;
 }
 
-/** Bounds of the approval machine's options. */
+/**
+ * Bounds of the approval machine's options.
+ *
+ * @example
+ * ```ts
+ * import { approvalDefaults } from 'shardchart/machines';
+ * const approvers = team.slice(0, approvalDefaults.approversMax);
+ * ```
+ */
 export const approvalDefaults = {
   approversMax: 100,
   approverLengthMax: 256,

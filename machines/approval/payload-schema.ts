@@ -1,7 +1,7 @@
 import { Ajv, type AnySchema, type ErrorObject } from 'ajv';
 import { ConfigError } from '../../src/errors.js';
 
-/** Field errors kept per refused payload; a huge invalid payload must not make a huge context. */
+/** Field errors kept per refused payload; a huge invalid payload must not make a huge context. @internal */
 export const fieldErrorsMax = 20;
 
 /** One failed check of a payload: the field as a JSON pointer (`''` is the payload itself). */
@@ -20,6 +20,7 @@ export type PayloadCheck = (payload: unknown) => FieldError[];
  * so one refusal lists every bad field at once. The schema is trusted
  * (it comes from the program); payloads are not, hence the cap on the
  * errors kept.
+ * @internal
  */
 export function compilePayloadSchema(
   factory: string,

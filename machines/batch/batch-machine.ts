@@ -46,7 +46,15 @@ export interface BatchMachineOptions {
   id?: string;
 }
 
-/** Defaults and bounds of the batch machine's options. */
+/**
+ * Defaults and bounds of the batch machine's options.
+ *
+ * @example
+ * ```ts
+ * import { batchDefaults, createBatchMachine } from 'shardchart/machines';
+ * createBatchMachine({ sizeMax: batchDefaults.sizeMaxLimit, waitMs: 1_000 }); // the largest batches allowed
+ * ```
+ */
 export const batchDefaults = {
   historyMax: 8,
   historyMaxLimit: 1_000,

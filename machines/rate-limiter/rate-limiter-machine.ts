@@ -88,7 +88,15 @@ export interface RateLimiterMachineOptions {
   id?: string;
 }
 
-/** Defaults and bounds of the rate limiter's options. */
+/**
+ * Defaults and bounds of the rate limiter's options.
+ *
+ * @example
+ * ```ts
+ * import { rateLimiterDefaults } from 'shardchart/machines';
+ * if (userId.length > rateLimiterDefaults.keyLengthMax) userId = hash(userId); // else refused as 'invalid'
+ * ```
+ */
 export const rateLimiterDefaults = {
   keysMax: 1_000,
   keysMaxLimit: 100_000,

@@ -6,7 +6,7 @@
  * `retryAfterMs` is exactly the first millisecond at which the request fits.
  */
 
-/** Micro-tokens per token. */
+/** Micro-tokens per token. @internal */
 export const UNIT = 1_000_000;
 
 /** A key's bucket: its level in micro-tokens at time `at` (ms). */
@@ -15,14 +15,14 @@ export interface Bucket {
   at: number;
 }
 
-/** The resolved rate of one limiter: capacity and refill in micro-tokens. */
+/** The resolved rate of one limiter: capacity and refill in micro-tokens. @internal */
 export interface Rate {
   capacityMicro: number;
   /** Micro-tokens added per millisecond (= refillPerSecond * 1000). */
   refillMicroPerMs: number;
 }
 
-/** The level of `bucket` at `now` (never above capacity); a missing bucket is full. */
+/** The level of `bucket` at `now` (never above capacity); a missing bucket is full. @internal */
 export function levelAt(
   rate: Rate,
   bucket: Bucket | undefined,
@@ -38,7 +38,7 @@ export function levelAt(
   return bucket.micro + elapsed * rate.refillMicroPerMs;
 }
 
-/** Milliseconds until a bucket at `level` holds `micro` micro-tokens (0 if it does). */
+/** Milliseconds until a bucket at `level` holds `micro` micro-tokens (0 if it does). @internal */
 export function waitFor(rate: Rate, level: number, micro: number): number {
   if (level >= micro) return 0;
   return Math.ceil((micro - level) / rate.refillMicroPerMs);
