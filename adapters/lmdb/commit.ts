@@ -20,20 +20,18 @@
  * crash, the log after that position is replayed into memory on open.
  *
  * What "durable" means with lmdb-js 3.5 (read in its README, `write.js`,
- * `src/writer.cpp` and the bundled `mdb.c`): the write thread runs
- * `mdb_txn_commit`, and with `overlappingSync` (the default on Linux) that
- * call releases the write lock, then `fdatasync`s the data file and writes
- * the flushed meta page before it returns; only then is the transaction
- * marked committed for JavaScript, and `env.flushed` resolves once that
- * flush is reported. The README says that with `overlappingSync` the commit
- * promise resolves when the data is visible and `flushed` when it is
- * durable, so we wait on both: `env.flushed` is taken right after queuing
- * our transaction, so it belongs to that transaction; the extra wait costs
- * microseconds. Checked by delaying every fdatasync/fsync/msync by 300 ms
- * with strace fault injection: each `write()` then takes 300 ms or more,
- * and under `sync: false` (the environment runs with `noSync`) about 1 ms,
- * with no fsync at all. Such writes survive a process crash but not an OS
- * crash or power loss.
+ * `src/writer.cpp` and the bundled `mdb.c`): the environment runs without
+ * `overlappingSync` (see `options.ts`), so the write thread's
+ * `mdb_txn_commit` fdatasyncs the data file and then writes and syncs the
+ * meta page before it returns, and only then is the transaction marked
+ * committed for JavaScript. We also wait on `env.flushed`, taken right
+ * after queuing our transaction, which costs microseconds and keeps the
+ * guarantee if `overlappingSync` is ever turned back on (it resolves when
+ * the deferred flush is reported). Checked by delaying every
+ * fdatasync/fsync/msync by 300 ms with strace fault injection: each
+ * `write()` then takes 300 ms or more, and under `sync: false` (the
+ * environment runs with `noSync`) about 1 ms, with no fsync at all. Such
+ * writes survive a process crash but not an OS crash or power loss.
  *
  * The batch runs as a child transaction: if a put fails half-way (disk full,
  * map full), the child is aborted, nothing of the batch is written, every

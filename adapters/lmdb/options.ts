@@ -55,9 +55,9 @@ export const defaults = {
    */
   forgottenDirtyMax: 1_000,
   /**
-   * Transactions handed to lmdb-js at once. A second one is built while the
-   * first is being fsynced (overlappingSync releases the write lock before
-   * the flush); see `commit.ts`.
+   * Transactions handed to lmdb-js at once. A second one is queued while
+   * the first is being committed, and lmdb-js may fold both into one LMDB
+   * commit; see `commit.ts`.
    */
   commitsInFlightMax: 2,
   /** Entries, wake-ups or entities read per read transaction while streaming. */
@@ -138,10 +138,15 @@ export function openDatabases(settings: Settings): LmdbDatabases {
   try {
     const env = open<Uint8Array, Uint8Array>({
       path: settings.path,
-      // With sync, overlappingSync moves the fsync out of the write lock and
-      // needs one fsync per commit instead of two (data, then meta page).
+      // With sync, a plain synchronous commit: LMDB fsyncs the data and
+      // then the meta page before the commit returns. lmdb-js's
+      // overlappingSync (its default on Linux) moves the fsync out of the
+      // write lock, which helps many independent committers, but a lone
+      // commit then waits about twice as long (measured on the bench
+      // machine: 5.2 ms against 2.4 ms for 64 appended records), and the
+      // group commit makes our commits mostly lone ones.
       ...(settings.sync
-        ? { overlappingSync: true }
+        ? { overlappingSync: false }
         : { noSync: true, overlappingSync: false }),
       ...(settings.mapSizeBytes === undefined
         ? {}
