@@ -1,5 +1,5 @@
 import { assign, enqueueActions, setup } from 'xstate';
-import { ConfigError } from '../../src/errors.js';
+import { checkInteger } from '../shared/options.js';
 
 /** Why a batch was emitted. */
 export type BatchReason = 'full' | 'timeout' | 'flush';
@@ -93,9 +93,27 @@ export function createBatchMachine<TItem = unknown>(
 ) {
   const { sizeMax, waitMs } = options;
   const historyMax = options.historyMax ?? batchDefaults.historyMax;
-  checkInteger('sizeMax', sizeMax, 1, batchDefaults.sizeMaxLimit);
-  checkInteger('waitMs', waitMs, 1, batchDefaults.waitMsLimit);
-  checkInteger('historyMax', historyMax, 0, batchDefaults.historyMaxLimit);
+  checkInteger(
+    'createBatchMachine',
+    'sizeMax',
+    sizeMax,
+    1,
+    batchDefaults.sizeMaxLimit,
+  );
+  checkInteger(
+    'createBatchMachine',
+    'waitMs',
+    waitMs,
+    1,
+    batchDefaults.waitMsLimit,
+  );
+  checkInteger(
+    'createBatchMachine',
+    'historyMax',
+    historyMax,
+    0,
+    batchDefaults.historyMaxLimit,
+  );
 
   return setup({
     types: {
@@ -183,23 +201,4 @@ export function createBatchMachine<TItem = unknown>(
       },
     },
   });
-}
-
-function checkInteger(
-  name: string,
-  value: unknown,
-  min: number,
-  max: number,
-): void {
-  if (
-    typeof value !== 'number' ||
-    !Number.isInteger(value) ||
-    value < min ||
-    value > max
-  ) {
-    throw new ConfigError(
-      `createBatchMachine: ${name} must be an integer from ${min} to ${max}; got ${JSON.stringify(value)}.`,
-      { details: { option: name, value } },
-    );
-  }
 }

@@ -1,5 +1,5 @@
 import { and, assign, enqueueActions, setup, type AnyActorRef } from 'xstate';
-import { checkInteger, timerMsMax } from '../retry/check.js';
+import { checkInteger, timerMsMax } from '../shared/options.js';
 
 /** The breaker's three states. */
 export type BreakerState = 'closed' | 'open' | 'halfOpen';

@@ -6,7 +6,7 @@ import {
   seedFrom,
   type BackoffOptions,
 } from '../retry/backoff.js';
-import { checkFunction, checkInteger, checkStepId } from '../retry/check.js';
+import { checkFunction, checkInteger, checkStepId } from '../shared/options.js';
 import type { SerializedError } from '../retry/serialise-error.js';
 import {
   fromTask,

@@ -7,6 +7,7 @@ import {
   type Bucket,
   type Rate,
 } from './token-bucket.js';
+import { checkInteger } from '../shared/options.js';
 
 /** Asks for `cost` tokens (default 1) of `key`'s bucket at time `at` (ms). */
 export type RateLimitRequest = {
@@ -143,13 +144,21 @@ export function createRateLimiterMachine(options: RateLimiterMachineOptions) {
   const keysMax = options.keysMax ?? rateLimiterDefaults.keysMax;
   const decisionsMax = options.decisionsMax ?? rateLimiterDefaults.decisionsMax;
   checkInteger(
+    'createRateLimiterMachine',
     'capacity',
     options.capacity,
     1,
     rateLimiterDefaults.capacityLimit,
   );
-  checkInteger('keysMax', keysMax, 1, rateLimiterDefaults.keysMaxLimit);
   checkInteger(
+    'createRateLimiterMachine',
+    'keysMax',
+    keysMax,
+    1,
+    rateLimiterDefaults.keysMaxLimit,
+  );
+  checkInteger(
+    'createRateLimiterMachine',
     'decisionsMax',
     decisionsMax,
     0,
@@ -314,23 +323,4 @@ function isKey(key: unknown): key is string {
     key !== '__proto__' &&
     key !== 'constructor'
   );
-}
-
-function checkInteger(
-  name: string,
-  value: unknown,
-  min: number,
-  max: number,
-): void {
-  if (
-    typeof value !== 'number' ||
-    !Number.isInteger(value) ||
-    value < min ||
-    value > max
-  ) {
-    throw new ConfigError(
-      `createRateLimiterMachine: ${name} must be an integer from ${min} to ${max}; got ${JSON.stringify(value)}.`,
-      { details: { option: name, value } },
-    );
-  }
 }

@@ -1,5 +1,5 @@
 import { ConfigError } from '../../src/errors.js';
-import { checkInteger, checkNumber, timerMsMax } from './check.js';
+import { checkInteger, checkNumber, timerMsMax } from '../shared/options.js';
 
 /**
  * Exponential backoff with optional full jitter, drawn from a seeded

@@ -5,7 +5,7 @@ import {
   seedFrom,
   type BackoffOptions,
 } from './backoff.js';
-import { checkFunction, checkInteger, timerMsMax } from './check.js';
+import { checkFunction, checkInteger, timerMsMax } from '../shared/options.js';
 import type { SerializedError } from './serialise-error.js';
 import { fromTask, taskResult, toTaskFailure, type Task } from './task.js';
 

@@ -5,7 +5,7 @@ import {
   resolveBackoff,
   type BackoffOptions,
 } from '../retry/backoff.js';
-import { checkInteger } from '../retry/check.js';
+import { checkInteger } from '../shared/options.js';
 import type { SerializedError } from '../retry/serialise-error.js';
 import { fromTask, toTaskFailure, type Task } from '../retry/task.js';
 

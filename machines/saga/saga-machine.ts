@@ -1,7 +1,7 @@
 import { assign, setup, type AnyEventObject } from 'xstate';
 import { ConfigError } from '../../src/errors.js';
 import { seedFrom } from '../retry/backoff.js';
-import { checkFunction, checkStepId } from '../retry/check.js';
+import { checkFunction, checkStepId } from '../shared/options.js';
 import type { SerializedError } from '../retry/serialise-error.js';
 import {
   fromTask,
