@@ -77,6 +77,7 @@ export class SystemCore implements EntityRuntime {
   stopping = false;
   readonly runId = randomUUID();
   readonly flushes = new FlushQueue();
+  readonly recencyStepMs: number;
   private stopped: Promise<void> | undefined;
   private live = 0;
   private evicting = 0;
@@ -96,6 +97,9 @@ export class SystemCore implements EntityRuntime {
     this.xstateLogger = (...args: unknown[]) => this.log.info({ xstate: args }, 'xstate log');
     this.eventLimits = { bytesMax: options.eventBytesMax, depthMax: defaults.depthMax };
     this.contextLimits = { bytesMax: defaults.contextBytesMax, depthMax: defaults.depthMax };
+    // Fine enough that idle passivation is at most 1/16 of its delay early,
+    // coarse enough that a busy entity is not moved on every send.
+    this.recencyStepMs = options.passivateAfterMs > 0 ? Math.min(Math.max(options.passivateAfterMs / 16, 1), 1_000) : 1_000;
   }
 
   keyString(type: string, id: string): string {

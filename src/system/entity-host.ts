@@ -47,12 +47,21 @@ export class EntityHost {
   private lastSnap: AnyMachineSnapshot | undefined;
   /** The dedupe window (see dedupe.ts). */
   private eventIds: EventIdWindow = [];
-  /** Sends not yet applied (while activating, restarting or passivating). */
-  private readonly mailbox = new SendQueue();
+  /**
+   * Sends not yet applied (while activating, restarting or passivating).
+   * Created when first needed: a live entity applies sends as they come.
+   */
+  private mailbox: SendQueue | undefined;
   private readonly writer: JournalWriter;
   private capturing = false;
   private applying = false;
-  private rootQueue: unknown[] = [];
+  /**
+   * Events delivered to the root actor and not yet processed, oldest first
+   * (the first one is the event being processed). Almost always one event:
+   * it is kept in `rootFirst`, and only further ones go to `rootMore`.
+   */
+  private rootFirst: unknown = undefined;
+  private rootMore: unknown[] | undefined;
   /** Created on the first child actor seen: most entities never have one. */
   private children: ChildWatcher | undefined;
   /** The send being applied right now. */
@@ -117,7 +126,7 @@ export class EntityHost {
   send(event: AnyEvent, eventId: string | undefined): Promise<EntityState> {
     if (this.dropped) return this.rt.successor(this).send(event, eventId);
     if (this.phase === 'parked') return Promise.reject(this.parkedError());
-    if (this.mailbox.length + this.writer.waiting >= this.rt.options.mailboxDepthMax) {
+    if (this.queuedCount() + this.writer.waiting >= this.rt.options.mailboxDepthMax) {
       return Promise.reject(
         new EntityError(
           'MAILBOX_FULL',
@@ -127,22 +136,40 @@ export class EntityHost {
       );
     }
     const send = new Send(event, eventId);
-    this.lastActive = this.rt.clock.now();
-    if (this.phase === 'live' && !this.applying && this.mailbox.length === 0) {
+    const now = this.rt.clock.now();
+    this.markActive(now);
+    if (this.phase === 'live' && !this.applying && this.queuedCount() === 0) {
       // Live and idle, the common case: apply now, without queuing.
       this.applying = true;
       try {
-        this.apply(send);
+        this.apply(send, now);
         this.applyQueued();
       } finally {
         this.applying = false;
       }
       this.writer.schedule();
     } else {
-      this.mailbox.push(send);
+      (this.mailbox ??= new SendQueue()).push(send);
       this.drain();
     }
     return send.promise;
+  }
+
+  private queuedCount(): number {
+    return this.mailbox === undefined ? 0 : this.mailbox.length;
+  }
+
+  /**
+   * Records activity at `now` for the idle sweep and eviction. The host
+   * moves in the recency list at most once per recencyStepMs: on a busy
+   * entity that saves a list move per send (its neighbours are rarely in
+   * cache), and `lastActive` moves with it, so list order stays
+   * `lastActive` order. An idle timer can then expire up to that step early.
+   */
+  private markActive(now: number): void {
+    if (now - this.lastActive < this.rt.recencyStepMs) return;
+    this.lastActive = now;
+    this.rt.touch(this);
   }
 
   /** The current durable state, activating the entity if needed. */
@@ -167,7 +194,7 @@ export class EntityHost {
   private drain(): void {
     if (this.applying) return;
     if (this.phase !== 'live') {
-      if (this.phase === 'idle' && this.mailbox.length > 0) void this.ensureActive().catch(() => undefined);
+      if (this.phase === 'idle' && this.queuedCount() > 0) void this.ensureActive().catch(() => undefined);
       return;
     }
     this.applying = true;
@@ -181,10 +208,14 @@ export class EntityHost {
 
   /** Applies queued sends in order while the entity stays live. */
   private applyQueued(): void {
-    while (this.mailbox.length > 0 && this.phase === 'live') this.apply(this.mailbox.shift()!);
+    const mailbox = this.mailbox;
+    if (mailbox === undefined || mailbox.length === 0) return;
+    const now = this.rt.clock.now();
+    while (mailbox.length > 0 && this.phase === 'live') this.apply(mailbox.shift()!, now);
   }
 
-  private apply(send: Send): void {
+  /** Applies one send at clock time `now` (the `at` of what it journals). */
+  private apply(send: Send, now: number): void {
     const actor = this.actor!;
     const snapBefore = this.lastSnap!;
     const event = send.event!;
@@ -211,6 +242,7 @@ export class EntityHost {
       return;
     }
     this.current = send;
+    send.at = now;
     try {
       actor.send(event);
     } catch (error) {
@@ -255,9 +287,7 @@ export class EntityHost {
   private onRootStep(event: AnyEvent, snapshot: AnyMachineSnapshot): void {
     // The event processed is almost always the first queued: shift() then
     // avoids the array splice() would allocate.
-    const queued = this.rootQueue.indexOf(event);
-    if (queued === 0) this.rootQueue.shift();
-    else if (queued > 0) this.rootQueue.splice(0, queued + 1);
+    this.processed(event);
     const prev = this.lastSnap;
     if (!this.capturing || this.failure || event.type === 'xstate.init' || prev === undefined) {
       if (this.capturing && !this.failure) {
@@ -312,14 +342,16 @@ export class EntityHost {
     if (!changed && !handled && !timersChanged) return;
     const seq = ++this.seq;
     const eventId = current?.eventId;
+    // A caller's send was stamped when applied; an internal event is now.
+    const at = current !== undefined ? current.at : this.rt.clock.now();
     const entry: JournalEntry =
       eventId === undefined
         ? timersChanged
-          ? { seq, at: this.rt.clock.now(), event, timers: this.timers!.current() }
-          : { seq, at: this.rt.clock.now(), event }
+          ? { seq, at, event, timers: this.timers!.current() }
+          : { seq, at, event }
         : timersChanged
-          ? { seq, at: this.rt.clock.now(), event, eventId, timers: this.timers!.current() }
-          : { seq, at: this.rt.clock.now(), event, eventId };
+          ? { seq, at, event, eventId, timers: this.timers!.current() }
+          : { seq, at, event, eventId };
     this.writer.append(entry, this.rt.hasListeners(this.k) ? this.stateOf(snapshot, changed) : undefined);
     if (timersChanged) this.writer.wakeDirty = true;
     if (eventId !== undefined) this.eventIds = rememberEventId(this.eventIds, eventId, current!.idHash, this.rt.options.dedupeWindow);
@@ -327,10 +359,28 @@ export class EntityHost {
     // A successfully applied event ends a run of failures.
     this.failures = 0;
     if (!isCurrent) {
-      this.lastActive = this.rt.clock.now();
-      this.rt.touch(this);
+      this.markActive(at);
       this.writer.schedule();
     }
+  }
+
+  /** An event was delivered to the root actor's mailbox. */
+  private delivered(event: unknown): void {
+    if (this.rootFirst === undefined) this.rootFirst = event;
+    else (this.rootMore ??= []).push(event);
+  }
+
+  /** The root actor processed `event`: it and anything before it leave the queue. */
+  private processed(event: unknown): void {
+    if (this.rootFirst === event) {
+      this.rootFirst = this.rootMore?.shift();
+      return;
+    }
+    const more = this.rootMore;
+    const i = more === undefined ? -1 : more.indexOf(event);
+    if (i < 0) return;
+    more!.splice(0, i + 1);
+    this.rootFirst = more!.shift();
   }
 
   private scanChildren(snapshot: AnyMachineSnapshot): void {
@@ -377,7 +427,7 @@ export class EntityHost {
 
   private isQuiet(): boolean {
     return (
-      this.mailbox.length === 0 &&
+      this.queuedCount() === 0 &&
       this.writer.quiet &&
       this.phase !== 'activating' &&
       this.phase !== 'restarting'
@@ -432,7 +482,8 @@ export class EntityHost {
     this.seq = rec.seq;
     this.writer.reset(rec.seq, rec.snapshotSeq);
     this.eventIds = toEventIdWindow(rec.eventIds, this.rt.options.dedupeWindow);
-    this.rootQueue = [];
+    this.rootFirst = undefined;
+    this.rootMore = undefined;
     this.failure = undefined;
     this.lastSnap = undefined;
     this.children = undefined;
@@ -446,12 +497,12 @@ export class EntityHost {
     this.timers = new TimerTracker(actor, this.rt.clock);
     attachCapture(actor, {
       delivered: (event) => {
-        if (this.capturing) this.rootQueue.push(event);
+        if (this.capturing) this.delivered(event);
       },
       step: (event, snapshot) => this.onRootStep(event, snapshot),
     });
     actor.subscribe({
-      error: (error: unknown) => this.fail(this.rootQueue[0] as AnyEvent | undefined, error),
+      error: (error: unknown) => this.fail(this.rootFirst as AnyEvent | undefined, error),
     });
     this.capturing = true;
     this.applying = true;
@@ -585,7 +636,7 @@ export class EntityHost {
       this.backoffTimer = undefined;
       if (this.phase !== 'restarting') return;
       this.phase = 'idle';
-      if (this.rt.stopping && this.mailbox.length === 0) {
+      if (this.rt.stopping && this.queuedCount() === 0) {
         this.notifyIdle();
         return;
       }
@@ -600,7 +651,7 @@ export class EntityHost {
       `entity parked after ${this.failures} failures; sends are refused until ref.restart()`,
     );
     const err = this.parkedError(error);
-    this.rejectAll(this.mailbox.takeAll(), err);
+    this.rejectAll(this.mailbox?.takeAll(), err);
     this.notifyIdle();
   }
 
@@ -670,7 +721,8 @@ export class EntityHost {
     this.timers = undefined;
     this.lastSnap = undefined;
     this.eventIds = [];
-    this.rootQueue = [];
+    this.rootFirst = undefined;
+    this.rootMore = undefined;
     try {
       actor.stop();
     } catch {
@@ -681,7 +733,7 @@ export class EntityHost {
     this.rt.onDeactivated();
     // Sends that arrived while we were snapshotting reactivate the entity;
     // otherwise the host is dropped and only a wake-up (if any) remains.
-    if (this.mailbox.length > 0) this.drain();
+    if (this.queuedCount() > 0) this.drain();
     else this.rt.onPassivated(this, wakeAt);
     this.notifyIdle();
     return true;
@@ -694,7 +746,7 @@ export class EntityHost {
 
   /** Rejects everything still queued (system stop). */
   rejectQueued(err: Error): void {
-    this.rejectAll(this.mailbox.takeAll(), err);
+    this.rejectAll(this.mailbox?.takeAll(), err);
     if (this.backoffTimer !== undefined) {
       this.rt.clock.clearTimeout(this.backoffTimer);
       this.backoffTimer = undefined;

@@ -51,7 +51,6 @@ export function createEntityRef(core: SystemCore, type: string, id: string): Ent
         return Promise.reject(toError(err));
       }
       const host = core.hostAt(k, type, id);
-      core.touch(host);
       return withTimeout(host.send(event, options.eventId), options.timeoutMs, host);
     },
     async snapshot() {

@@ -1,6 +1,6 @@
 import type { EntityKey, JournalEntry, StoredSnapshot } from '../persistence/types.js';
 import type { EntityRuntime } from './runtime.js';
-import { SendQueue, type Send } from './send.js';
+import type { Send } from './send.js';
 import type { EntityState } from './types.js';
 
 /** What the writer needs from its entity host. */
@@ -48,8 +48,14 @@ export class JournalWriter {
   private pending: JournalEntry[] | undefined = undefined;
   /** States per pending entry, kept only while someone subscribes. */
   private pendingStates: (EntityState | undefined)[] | undefined = undefined;
-  /** Callers waiting for durability, in seq order. */
-  private readonly waiters = new SendQueue();
+  /**
+   * Callers waiting for durability, in seq order, linked through Send.next.
+   * The list lives in the writer's own fields: a queue object would be one
+   * more allocation per entity and one more cache miss per send.
+   */
+  private waitHead: Send | undefined = undefined;
+  private waitTail: Send | undefined = undefined;
+  private waitCount = 0;
   private writing: Promise<void> | undefined;
   private flushQueued = false;
 
@@ -73,7 +79,7 @@ export class JournalWriter {
 
   /** Callers waiting for durability (counted against mailboxDepthMax). */
   get waiting(): number {
-    return this.waiters.length;
+    return this.waitCount;
   }
 
   get hasPending(): boolean {
@@ -82,7 +88,7 @@ export class JournalWriter {
 
   /** Nothing applied-but-unwritten, being written or waiting. */
   get quiet(): boolean {
-    return this.waiters.length === 0 && this.pending === undefined && !this.writing && !this.flushQueued;
+    return this.waitCount === 0 && this.pending === undefined && !this.writing && !this.flushQueued;
   }
 
   append(entry: JournalEntry, state: EntityState | undefined): void {
@@ -103,7 +109,13 @@ export class JournalWriter {
   /** Answers `send.state` once everything up to `send.seq` is durable. */
   wait(send: Send): void {
     if (this.durableSeq >= send.seq) send.resolve(send.state!);
-    else this.waiters.push(send);
+    else {
+      send.next = undefined;
+      if (this.waitTail === undefined) this.waitHead = send;
+      else this.waitTail.next = send;
+      this.waitTail = send;
+      this.waitCount++;
+    }
   }
 
   schedule(): void {
@@ -196,7 +208,10 @@ export class JournalWriter {
 
   /** Answers every waiter: durable ones with their state, the rest with `err`. */
   failWaiters(err: Error): void {
-    let w = this.waiters.takeAll();
+    let w = this.waitHead;
+    this.waitHead = undefined;
+    this.waitTail = undefined;
+    this.waitCount = 0;
     while (w !== undefined) {
       const next = w.next;
       w.next = undefined;
@@ -219,9 +234,11 @@ export class JournalWriter {
 
   private settleWaiters(): void {
     const durable = this.durableSeq;
-    const waiters = this.waiters;
-    while (waiters.head !== undefined && waiters.head.seq <= durable) {
-      const w = waiters.shift()!;
+    for (let w = this.waitHead; w !== undefined && w.seq <= durable; w = this.waitHead) {
+      this.waitHead = w.next;
+      if (this.waitHead === undefined) this.waitTail = undefined;
+      this.waitCount--;
+      w.next = undefined;
       w.resolve(w.state!);
     }
   }

@@ -42,6 +42,8 @@ export interface EntityRuntime {
   readonly runId: string;
   /** Writers waiting for the system's next flush. */
   readonly flushes: FlushQueue;
+  /** A host moves in the recency list at most once per this many ms (see EntityHost.markActive). */
+  readonly recencyStepMs: number;
   hasListeners(k: string): boolean;
   emit(k: string, state: EntityState): void;
   touch(host: EntityHost): void;

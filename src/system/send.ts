@@ -26,6 +26,8 @@ export class Send {
   handled = false;
   /** hashEventId(eventId), computed once for the dedupe check and the window. */
   idHash = 0;
+  /** Clock time the event was applied at (the journal entry's `at`). */
+  at = 0;
   /** What the caller awaits. */
   readonly promise: Promise<EntityState>;
   readonly resolve: (state: EntityState) => void;
