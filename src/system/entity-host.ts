@@ -1,20 +1,17 @@
 import { createActor, type AnyActorRef, type AnyMachineSnapshot } from 'xstate';
 import { attachCapture, ChildWatcher } from './capture.js';
-import {
-  EntityError,
-  ShardchartError,
-  TimeoutError,
-} from '../errors.js';
+import { ShardchartError, type TimeoutError } from '../errors.js';
 import { plainDataProblem } from '../codec/plain-data.js';
 import { recover } from '../persistence/recovery.js';
-import type {
-  EntityKey,
-  JournalEntry,
-  StoredSnapshot,
-} from '../persistence/types.js';
+import type { EntityKey, JournalEntry, StoredSnapshot } from '../persistence/types.js';
+import {
+  contextNotSerializable, entityStopped, errorMessage, eventFailed, eventRejected, failedBeforeDurable,
+  internalEventNotSerializable, mailboxFull, parked, sendTimedOut, startFailed,
+} from './entity-errors.js';
 import { eventIdsOf, hashEventId, hasEventId, rememberEventId, toEventIdWindow, type EventIdWindow } from './dedupe.js';
 import { JournalWriter } from './journal-writer.js';
-import { Send, SendQueue, type AnyEvent } from './send.js';
+import { rejectAll, Send, SendQueue, type AnyEvent } from './send.js';
+import { hasChildActors, hasInvocationInFlight, isHandled, toEntityState } from './entity-state.js';
 import { TimerTracker } from './timers.js';
 import type { EntityRuntime, ResolvedEntityType } from './runtime.js';
 import type { EntityState } from './types.js';
@@ -127,13 +124,7 @@ export class EntityHost {
     if (this.dropped) return this.rt.successor(this).send(event, eventId);
     if (this.phase === 'parked') return Promise.reject(this.parkedError());
     if (this.queuedCount() + this.writer.waiting >= this.rt.options.mailboxDepthMax) {
-      return Promise.reject(
-        new EntityError(
-          'MAILBOX_FULL',
-          `The mailbox of ${this.key.type}/${this.key.id} holds ${this.rt.options.mailboxDepthMax} events (mailboxDepthMax); slow down or retry later.`,
-          { retryable: true, details: { key: this.key, mailboxDepthMax: this.rt.options.mailboxDepthMax } },
-        ),
-      );
+      return Promise.reject(mailboxFull(this.key, this.rt.options.mailboxDepthMax));
     }
     const send = new Send(event, eventId);
     const now = this.rt.clock.now();
@@ -232,13 +223,7 @@ export class EntityHost {
       }
     }
     if (snapBefore.status !== 'active') {
-      send.reject(
-        new EntityError(
-          'ENTITY_STOPPED',
-          `${this.key.type}/${this.key.id} reached a final state (${JSON.stringify(snapBefore.value)}) and accepts no more events; use a new entity id.`,
-          { details: { key: this.key, seq: this.seq } },
-        ),
-      );
+      send.reject(entityStopped(this.key, snapBefore.value, this.seq));
       return;
     }
     this.current = send;
@@ -253,27 +238,12 @@ export class EntityHost {
     this.current = undefined;
     if (this.failure && this.failure.event === event) {
       this.failure.eventId = send.eventId;
-      const cause = this.failure.error;
-      send.reject(
-        cause instanceof ShardchartError
-          ? cause
-          : new EntityError(
-              'EVENT_FAILED',
-              `Applying "${event.type}" to ${this.key.type}/${this.key.id} threw: ${errorMessage(cause)}. The event was not applied and went to dead letters; fix the machine or the event and send it again.`,
-              { cause, details: { key: this.key, eventType: event.type, eventId: send.eventId } },
-            ),
-      );
+      send.reject(eventFailed(this.key, event, send.eventId, this.failure.error));
       this.onFailure();
       return;
     }
     if (!send.handled && !send.changed && this.def.rejectUnhandled) {
-      send.reject(
-        new EntityError(
-          'EVENT_REJECTED',
-          `${this.key.type}/${this.key.id} in state ${JSON.stringify(snapBefore.value)} does not accept "${event.type}"; send an event the current state handles.`,
-          { details: { key: this.key, eventType: event.type, value: snapBefore.value } },
-        ),
-      );
+      send.reject(eventRejected(this.key, event, snapBefore.value));
     } else {
       send.seq = this.seq;
       send.state = this.stateOf(this.lastSnap!, send.changed);
@@ -304,14 +274,7 @@ export class EntityHost {
     if (changed && snapshot.context !== prev.context) {
       const problem = plainDataProblem(snapshot.context, this.rt.contextLimits);
       if (problem) {
-        this.fail(
-          event,
-          new EntityError(
-            'CONTEXT_NOT_SERIALIZABLE',
-            `Applying "${event.type}" to ${this.key.type}/${this.key.id} would leave context ${problem.path} that cannot be persisted: ${problem.reason} The event was not applied.`,
-            { details: { key: this.key, eventType: event.type, path: problem.path, kind: problem.kind } },
-          ),
-        );
+        this.fail(event, contextNotSerializable(this.key, event, problem));
         return;
       }
     }
@@ -328,14 +291,7 @@ export class EntityHost {
       // child output): it must be plain data, or replay could not rebuild it.
       const problem = plainDataProblem(event, this.rt.eventLimits);
       if (problem) {
-        this.fail(
-          event,
-          new EntityError(
-            'CONTEXT_NOT_SERIALIZABLE',
-            `${this.key.type}/${this.key.id} received internal event "${event.type}" holding ${problem.path} that cannot be persisted: ${problem.reason} Make invoked actors resolve with plain data.`,
-            { details: { key: this.key, eventType: event.type, path: problem.path } },
-          ),
-        );
+        this.fail(event, internalEventNotSerializable(this.key, event, problem));
         return;
       }
     }
@@ -530,13 +486,7 @@ export class EntityHost {
       const { error } = startFailure;
       this.capturing = false;
       this.actor = undefined;
-      throw error instanceof ShardchartError
-        ? error
-        : new EntityError(
-            'EVENT_FAILED',
-            `Starting ${this.key.type}/${this.key.id} at seq ${this.seq} threw: ${errorMessage(error)}.`,
-            { cause: error, details: { key: this.key, seq: this.seq } },
-          );
+      throw startFailed(this.key, this.seq, error);
     }
     // Timers started by the initial state of a brand-new entity, or deadlines
     // moved by the resume mode, must be durable before we rely on them.
@@ -617,12 +567,7 @@ export class EntityHost {
         this.rt.log.error({ type: this.key.type, id: this.key.id, err }, 'could not record dead letter');
       }
     }
-    this.writer.failWaiters(
-      new EntityError('EVENT_FAILED', `${this.key.type}/${this.key.id} failed before this event became durable; send it again.`, {
-        retryable: true,
-        cause: error,
-      }),
-    );
+    this.writer.failWaiters(failedBeforeDurable(this.key, error));
     this.writer.discardPending();
     this.seq = this.durableSeq;
     this.failure = undefined;
@@ -651,16 +596,12 @@ export class EntityHost {
       `entity parked after ${this.failures} failures; sends are refused until ref.restart()`,
     );
     const err = this.parkedError(error);
-    this.rejectAll(this.mailbox?.takeAll(), err);
+    rejectAll(this.mailbox?.takeAll(), err);
     this.notifyIdle();
   }
 
-  private parkedError(cause?: unknown): EntityError {
-    return new EntityError(
-      'ENTITY_FAILED',
-      `${this.key.type}/${this.key.id} failed ${this.rt.options.restart.attemptsMax} times in a row and is parked; inspect system.deadLetters(), fix the cause, then call ref.restart().`,
-      { cause, details: { key: this.key, seq: this.durableSeq } },
-    );
+  private parkedError(cause?: unknown): ShardchartError {
+    return parked(this.key, this.rt.options.restart.attemptsMax, this.durableSeq, cause);
   }
 
   /** Un-parks (or restarts now) an entity. */
@@ -677,22 +618,8 @@ export class EntityHost {
 
   // ------------------------------------------------------------ passivation
 
-  /** True when an invoked promise or callback actor is running somewhere in the entity. */
-  hasInvocationInFlight(): boolean {
-    const walk = (snap: { children?: Record<string, AnyActorRef> } | undefined): boolean => {
-      for (const child of Object.values(snap?.children ?? {})) {
-        const s = child.getSnapshot() as { status: string; value?: unknown; children?: Record<string, AnyActorRef> };
-        if (s.status !== 'active') continue;
-        if (!('value' in s)) return true;
-        if (walk(s)) return true;
-      }
-      return false;
-    };
-    return this.lastSnap !== undefined && walk(this.lastSnap as never);
-  }
-
   canPassivate(force: boolean): boolean {
-    return this.phase === 'live' && this.isQuiet() && (force || !this.hasInvocationInFlight());
+    return this.phase === 'live' && this.isQuiet() && (force || !hasInvocationInFlight(this.lastSnap as never));
   }
 
   /**
@@ -705,7 +632,7 @@ export class EntityHost {
     this.capturing = false;
     try {
       const w = this.writer;
-      if (this.seq > w.snapshotSeq || w.snapshotWanted || w.wakeDirty || this.hasChildren()) {
+      if (this.seq > w.snapshotSeq || w.snapshotWanted || w.wakeDirty || hasChildActors(this.lastSnap as never)) {
         await w.writeSnapshot(this.takeSnapshot(), this.timers!.wakeAt());
       }
     } catch (error) {
@@ -739,14 +666,9 @@ export class EntityHost {
     return true;
   }
 
-  private hasChildren(): boolean {
-    const children = (this.lastSnap as { children?: Record<string, unknown> } | undefined)?.children;
-    return children !== undefined && Object.keys(children).length > 0;
-  }
-
   /** Rejects everything still queued (system stop). */
   rejectQueued(err: Error): void {
-    this.rejectAll(this.mailbox?.takeAll(), err);
+    rejectAll(this.mailbox?.takeAll(), err);
     if (this.backoffTimer !== undefined) {
       this.rt.clock.clearTimeout(this.backoffTimer);
       this.backoffTimer = undefined;
@@ -757,43 +679,11 @@ export class EntityHost {
 
   // ---------------------------------------------------------------- helpers
 
-  private rejectAll(first: Send | undefined, err: Error): void {
-    for (let s = first; s !== undefined; ) {
-      const next = s.next;
-      s.next = undefined;
-      s.reject(err);
-      s = next;
-    }
-  }
-
   stateOf(snap: AnyMachineSnapshot, changed: boolean, duplicate = false): EntityState {
     return toEntityState(snap, this.seq, changed, duplicate);
   }
 
-
   timeoutError(ms: number): TimeoutError {
-    return new TimeoutError(`${this.key.type}/${this.key.id} did not answer within ${ms} ms; the event may still be applied. Retry with the same eventId to be safe.`, {
-      details: { key: this.key, timeoutMs: ms },
-    });
+    return sendTimedOut(this.key, ms);
   }
-}
-
-/** The shape every send, read and time-travel answer has. */
-export function toEntityState(snap: AnyMachineSnapshot, seq: number, changed: boolean, duplicate = false): EntityState {
-  const state: EntityState = { seq, value: snap.value, context: snap.context as never, status: snap.status, changed };
-  if (duplicate) state.duplicate = true;
-  if (snap.status === 'done') state.output = snap.output;
-  return state;
-}
-
-function isHandled(snap: AnyMachineSnapshot, event: { type: string }): boolean {
-  try {
-    return snap.machine.getTransitionData(snap as never, event).length > 0;
-  } catch {
-    return false;
-  }
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -2,7 +2,7 @@ import { toError } from '../errors.js';
 import { stateAt as rebuildStateAt } from '../persistence/recovery.js';
 import type { JournalEntry } from '../persistence/types.js';
 import type { SystemCore } from './actor-system.js';
-import { toEntityState } from './entity-host.js';
+import { toEntityState } from './entity-state.js';
 import type { EntityRef, EntityState, SendOptions, Unsubscribe, WaitForOptions } from './types.js';
 import { checkEvent, checkEventId } from './validate.js';
 

@@ -90,3 +90,13 @@ export class SendQueue {
     return head;
   }
 }
+
+/** Rejects `first` and every send linked after it with `err`. */
+export function rejectAll(first: Send | undefined, err: Error): void {
+  for (let s = first; s !== undefined; ) {
+    const next = s.next;
+    s.next = undefined;
+    s.reject(err);
+    s = next;
+  }
+}
