@@ -1,5 +1,5 @@
-import { createActor, type AnyActorRef, type AnyMachineSnapshot } from 'xstate';
-import { attachCapture, ChildWatcher } from './capture.js';
+import type { AnyActorRef, AnyMachineSnapshot } from 'xstate';
+import { ChildWatcher, createCapturedActor, type CaptureHooks } from './capture.js';
 import { ShardchartError, type TimeoutError } from '../errors.js';
 import { plainDataProblem } from '../codec/plain-data.js';
 import { recover } from '../persistence/recovery.js';
@@ -35,7 +35,7 @@ type Phase =
  * applied while the previous entries are still being written (pipelining),
  * but no caller is answered before its entries are durable.
  */
-export class EntityHost {
+export class EntityHost implements CaptureHooks {
   phase: Phase = 'idle';
   /** Last seq applied to the live actor. */
   seq = 0;
@@ -254,7 +254,8 @@ export class EntityHost {
 
   // -------------------------------------------------------------- capturing
 
-  private onRootStep(event: AnyEvent, snapshot: AnyMachineSnapshot): void {
+  /** @internal CaptureHooks: the root actor processed `event`. */
+  step(event: AnyEvent, snapshot: AnyMachineSnapshot): void {
     // The event processed is almost always the first queued: shift() then
     // avoids the array splice() would allocate.
     this.processed(event);
@@ -320,8 +321,9 @@ export class EntityHost {
     }
   }
 
-  /** An event was delivered to the root actor's mailbox. */
-  private delivered(event: unknown): void {
+  /** @internal CaptureHooks: an event was delivered to the root actor's mailbox. */
+  delivered(event: unknown): void {
+    if (!this.capturing) return;
     if (this.rootFirst === undefined) this.rootFirst = event;
     else (this.rootMore ??= []).push(event);
   }
@@ -443,20 +445,9 @@ export class EntityHost {
     this.failure = undefined;
     this.lastSnap = undefined;
     this.children = undefined;
-    const actor = createActor(machine, {
-      snapshot: rec.state as never,
-      input,
-      clock: this.rt.clock,
-      logger: this.rt.xstateLogger,
-    });
+    const actor = createCapturedActor(machine, { snapshot: rec.state as never, input, clock: this.rt.clock, logger: this.rt.xstateLogger }, this);
     this.actor = actor;
     this.timers = new TimerTracker(actor, this.rt.clock);
-    attachCapture(actor, {
-      delivered: (event) => {
-        if (this.capturing) this.delivered(event);
-      },
-      step: (event, snapshot) => this.onRootStep(event, snapshot),
-    });
     actor.subscribe({
       error: (error: unknown) => this.fail(this.rootFirst as AnyEvent | undefined, error),
     });
