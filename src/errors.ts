@@ -10,35 +10,77 @@
  * significant; the docs list the same codes.
  */
 export const errorCodes = {
-  CONFIG_INVALID: 'An option passed to createActorSystem or an adapter is invalid.',
+  CONFIG_INVALID:
+    'An option passed to createActorSystem or an adapter is invalid.',
   ENTITY_TYPE_UNKNOWN: 'The entity type is not registered with the system.',
   ENTITY_ID_INVALID: 'The entity id is empty, too long or not a string.',
   EVENT_INVALID: 'The event is not a plain object with a string `type`.',
-  EVENT_NOT_SERIALIZABLE: 'The event holds a value that cannot be persisted (function, class instance, cycle, symbol, bigint).',
+  EVENT_NOT_SERIALIZABLE:
+    'The event holds a value that cannot be persisted (function, class instance, cycle, symbol, bigint).',
   EVENT_TOO_LARGE: 'The encoded event is larger than `eventBytesMax`.',
-  EVENT_REJECTED: 'The current state does not accept the event (with `rejectUnhandled: true`).',
-  EVENT_FAILED: "The machine threw while applying the event (action, guard or assign); the event went to dead letters.",
-  CONTEXT_NOT_SERIALIZABLE: 'The event produced a context that cannot be persisted; the event was not applied.',
-  MAILBOX_FULL: 'The entity mailbox holds `mailboxDepthMax` events already; retry later.',
-  ENTITY_FAILED: 'The entity failed `restart.attemptsMax` times in a row and is parked until `ref.restart()`.',
-  ENTITY_STOPPED: 'The entity reached a final state and accepts no more events.',
+  EVENT_REJECTED:
+    'The current state does not accept the event (with `rejectUnhandled: true`).',
+  EVENT_FAILED:
+    'The machine threw while applying the event (action, guard or assign); the event went to dead letters.',
+  CONTEXT_NOT_SERIALIZABLE:
+    'The event produced a context that cannot be persisted; the event was not applied.',
+  MAILBOX_FULL:
+    'The entity mailbox holds `mailboxDepthMax` events already; retry later.',
+  ENTITY_FAILED:
+    'The entity failed `restart.attemptsMax` times in a row and is parked until `ref.restart()`.',
+  ENTITY_STOPPED:
+    'The entity reached a final state and accepts no more events.',
   SYSTEM_STOPPED: 'The actor system is stopping or stopped.',
   TIMEOUT: 'An operation did not finish within its timeout.',
   SEQ_OUT_OF_RANGE: 'The requested seq is outside the entity journal.',
-  STORE_CONFLICT: 'A journal append expected a different last seq: another writer got there first.',
+  STORE_CONFLICT:
+    'A journal append expected a different last seq: another writer got there first.',
   STORE_CORRUPT: 'A stored record failed its checksum or could not be decoded.',
   STORE_CLOSED: 'The store is closed.',
   STORE_FAILED: 'The store failed to read or write.',
-  DECODE_FAILED: 'Bytes could not be decoded: malformed, truncated, too large, too deep or a forbidden type.',
+  DECODE_FAILED:
+    'Bytes could not be decoded: malformed, truncated, too large, too deep or a forbidden type.',
   ENCODE_FAILED: 'A value could not be encoded.',
   SNAPSHOT_INVALID: 'A snapshot could not be restored into the machine.',
-  REPLAY_DIVERGED: 'Replaying the journal produced an error or a different result than recorded.',
-  PAYLOAD_INVALID: 'An event payload failed validation against its JSON schema.',
+  REPLAY_DIVERGED:
+    'Replaying the journal produced an error or a different result than recorded.',
+  PAYLOAD_INVALID:
+    'An event payload failed validation against its JSON schema.',
   DAG_CYCLE: 'The steps of a DAG depend on each other in a cycle.',
-  DAG_DEPENDENCY_MISSING: 'A DAG step depends on a step id that does not exist.',
-  MACHINE_INVALID: 'The value given is not an XState v5 machine, or the module has no such export.',
-  CHECK_FAILED: 'A model-based check found an invariant violation or a divergence from plain XState.',
+  DAG_DEPENDENCY_MISSING:
+    'A DAG step depends on a step id that does not exist.',
+  MACHINE_INVALID:
+    'The value given is not an XState v5 machine, or the module has no such export.',
+  CHECK_FAILED:
+    'A model-based check found an invariant violation or a divergence from plain XState.',
   GRAPH_FAILED: 'A machine graph could not be laid out or rendered.',
+  STORE_UNSAFE:
+    'The store server acknowledges writes before they are on disk, and `requireSyncAlways` asks for that to be refused.',
+  NOT_OWNER:
+    'This node does not hold a valid lease on the shard of the entity (moved, handed off or lease expired).',
+  FENCED:
+    'A write carried a fencing token older than the current owner record of its shard, and was refused.',
+  CLUSTER_UNAVAILABLE:
+    'The cluster cannot be reached (NATS connection lost or no owner answered in time).',
+  MESSAGE_INVALID:
+    'A message received on a cluster subject is malformed, oversized or of an unknown kind.',
+  ACTION_UNKNOWN:
+    'A workflow called an action that is not in the action registry.',
+  ACTION_PARAMS_INVALID:
+    'The parameters of an action call failed validation against its schema.',
+  ACTION_TIMEOUT: 'An action did not finish within its timeout.',
+  ACTION_FAILED:
+    'An action failed after its retry policy gave up (or with a non-retryable error).',
+  WORKFLOW_DIVERGED:
+    'Replaying a workflow function took a different step than its journal recorded: the code changed incompatibly.',
+  WORKFLOW_STEPS_EXCEEDED:
+    'A workflow function recorded `stepsMax` steps, the most one instance keeps for replay.',
+  TASK_NOT_FOUND: 'No human task has the given id.',
+  TASK_ALREADY_COMPLETED: 'The human task was completed already.',
+  TEMPLATE_FIELD_MISSING:
+    'A task title or description template names a context field that does not exist.',
+  TENANT_INVALID:
+    'A tenant id is missing, empty or not a string where one is required.',
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;
@@ -136,7 +178,12 @@ export class TimeoutError extends ShardchartError {
 /** A store refused or failed an operation. */
 export class StoreError extends ShardchartError {
   constructor(
-    code: 'STORE_CONFLICT' | 'STORE_CORRUPT' | 'STORE_CLOSED' | 'STORE_FAILED',
+    code:
+      | 'STORE_CONFLICT'
+      | 'STORE_CORRUPT'
+      | 'STORE_CLOSED'
+      | 'STORE_FAILED'
+      | 'STORE_UNSAFE',
     message: string,
     options?: Opts & { retryable?: boolean },
   ) {
@@ -182,6 +229,40 @@ export class GraphError extends ShardchartError {
   constructor(message: string, options?: Opts) {
     super('GRAPH_FAILED', message, options);
     this.name = 'GraphError';
+  }
+}
+
+/** A cluster-level refusal or fault: ownership, fencing, connectivity, bad messages. */
+export class ClusterError extends ShardchartError {
+  constructor(
+    code: 'NOT_OWNER' | 'FENCED' | 'CLUSTER_UNAVAILABLE' | 'MESSAGE_INVALID',
+    message: string,
+    options?: Opts & { retryable?: boolean },
+  ) {
+    super(code, message, options);
+    this.name = 'ClusterError';
+  }
+}
+
+/** A workflow function, its action registry or a human task refused or failed an operation. */
+export class WorkflowError extends ShardchartError {
+  constructor(
+    code:
+      | 'ACTION_UNKNOWN'
+      | 'ACTION_PARAMS_INVALID'
+      | 'ACTION_TIMEOUT'
+      | 'ACTION_FAILED'
+      | 'WORKFLOW_DIVERGED'
+      | 'WORKFLOW_STEPS_EXCEEDED'
+      | 'TASK_NOT_FOUND'
+      | 'TASK_ALREADY_COMPLETED'
+      | 'TEMPLATE_FIELD_MISSING'
+      | 'TENANT_INVALID',
+    message: string,
+    options?: Opts & { retryable?: boolean },
+  ) {
+    super(code, message, options);
+    this.name = 'WorkflowError';
   }
 }
 

@@ -7,6 +7,7 @@ import { expect, expectTypeOf, test } from 'vitest';
 import * as errors from '../src/errors.js';
 import {
   CheckFailedError,
+  ClusterError,
   CodecError,
   ConfigError,
   DefinitionError,
@@ -18,6 +19,7 @@ import {
   ShardchartError,
   StoreError,
   TimeoutError,
+  WorkflowError,
 } from '../src/errors.js';
 
 interface DocRow {
@@ -97,11 +99,30 @@ const codesByClass = {
     'STORE_CORRUPT',
     'STORE_CLOSED',
     'STORE_FAILED',
+    'STORE_UNSAFE',
   ],
   CodecError: ['DECODE_FAILED', 'ENCODE_FAILED'],
   DefinitionError: ['DAG_CYCLE', 'DAG_DEPENDENCY_MISSING', 'MACHINE_INVALID'],
   CheckFailedError: ['CHECK_FAILED'],
   GraphError: ['GRAPH_FAILED'],
+  ClusterError: [
+    'NOT_OWNER',
+    'FENCED',
+    'CLUSTER_UNAVAILABLE',
+    'MESSAGE_INVALID',
+  ],
+  WorkflowError: [
+    'ACTION_UNKNOWN',
+    'ACTION_PARAMS_INVALID',
+    'ACTION_TIMEOUT',
+    'ACTION_FAILED',
+    'WORKFLOW_DIVERGED',
+    'WORKFLOW_STEPS_EXCEEDED',
+    'TASK_NOT_FOUND',
+    'TASK_ALREADY_COMPLETED',
+    'TEMPLATE_FIELD_MISSING',
+    'TENANT_INVALID',
+  ],
 } as const satisfies Record<string, readonly ErrorCode[]>;
 
 type Listed<K extends keyof typeof codesByClass> =
@@ -152,6 +173,18 @@ const raise: Record<
   CheckFailedError: (_code, message, options) =>
     new CheckFailedError(message, options),
   GraphError: (_code, message, options) => new GraphError(message, options),
+  ClusterError: (code, message, options) =>
+    new ClusterError(
+      code as ConstructorParameters<typeof ClusterError>[0],
+      message,
+      options,
+    ),
+  WorkflowError: (code, message, options) =>
+    new WorkflowError(
+      code as ConstructorParameters<typeof WorkflowError>[0],
+      message,
+      options,
+    ),
 };
 
 test('errors - every code in the table is documented in docs/errors.md and vice versa', () => {
@@ -202,6 +235,12 @@ test('errors - each subclass sets name and code and keeps cause', () => {
   >();
   expectTypeOf<Listed<'CodecError'>>().toEqualTypeOf<
     ConstructorParameters<typeof CodecError>[0]
+  >();
+  expectTypeOf<Listed<'ClusterError'>>().toEqualTypeOf<
+    ConstructorParameters<typeof ClusterError>[0]
+  >();
+  expectTypeOf<Listed<'WorkflowError'>>().toEqualTypeOf<
+    ConstructorParameters<typeof WorkflowError>[0]
   >();
   for (const name of errorClasses().keys()) {
     expect(raise[name], `the test knows how to raise ${name}`).toBeDefined();

@@ -40,6 +40,32 @@ export interface PendingTimer {
   readonly dueAt: number;
 }
 
+/**
+ * A message a machine published with `publish(...)`, as the journal and
+ * snapshots keep it (see src/system/publish.ts). Its message id is derived
+ * from where it is stored: the entity, the seq of the entry and its index.
+ */
+export interface OutboxMessage {
+  /** NATS-style subject: dot-separated tokens, no wildcards. */
+  readonly subject: string;
+  /** Plain data; absent when the action gave none. */
+  readonly data?: PlainData;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/**
+ * A published message not yet delivered when a snapshot was taken. `seq` 0
+ * marks messages published by the initial state of a new entity, which no
+ * journal entry carries.
+ */
+export interface PendingOutboxMessage extends OutboxMessage {
+  readonly seq: number;
+  /** Position in its entry's `outbox` (or among the initial state's messages). */
+  readonly index: number;
+  /** The `at` of its entry: when the publishing event was applied. */
+  readonly at: number;
+}
+
 /** One applied event in an entity's journal. */
 export interface JournalEntry {
   /** 1 for the first event applied after the initial state; +1 per entry. */
@@ -55,6 +81,11 @@ export interface JournalEntry {
    * when it differs from the previous entry's set.
    */
   readonly timers?: readonly PendingTimer[];
+  /**
+   * Messages published by this step, in emission order; delivered only once
+   * this entry is durable. Absent when it published nothing.
+   */
+  readonly outbox?: readonly OutboxMessage[];
 }
 
 /**
@@ -79,6 +110,12 @@ export interface StoredSnapshot {
    * `timerResume` mode applies only across restarts.
    */
   readonly run?: string;
+  /**
+   * Published messages of entries up to `seq` not yet delivered when the
+   * snapshot was taken, oldest first. Present (maybe empty) while the
+   * entity's timer-index entry may be due for delivery (see publish.ts).
+   */
+  readonly outbox?: readonly PendingOutboxMessage[];
 }
 
 /**
@@ -135,6 +172,48 @@ export interface SnapshotStore {
   save(key: EntityKey, snapshot: StoredSnapshot): Promise<void>;
 }
 
+/**
+ * The fencing token a clustered node carries into a store write: the shard of
+ * the entity, the revision of this node's owner record of that shard (a
+ * number that grows with every change of owner), and the node id.
+ */
+export interface FenceToken {
+  readonly shard: number;
+  readonly token: number;
+  readonly node: string;
+}
+
+/**
+ * Installed by the cluster on a store that takes part in one
+ * (`Store.setFence`). The store calls `tokenFor` right before each write and
+ * `check` right before it commits: a write goes through only while this node
+ * holds a valid lease on the entity's shard and its token is not older than
+ * the newest owner record seen for that shard.
+ */
+export interface WriteFence {
+  /**
+   * The token for writing `key` now. Throws a retryable `ClusterError`
+   * (`NOT_OWNER`) when this node holds no valid lease on the entity's shard.
+   */
+  tokenFor(key: EntityKey): FenceToken;
+  /**
+   * Throws a `ClusterError` (`FENCED`) when `token` is older than the newest
+   * owner record of its shard, or (`NOT_OWNER`) when the lease has expired
+   * since `tokenFor`.
+   */
+  check(token: FenceToken): void;
+}
+
+/** What a clustered node gives its store (`Store.joinCluster`). */
+export interface ClusterBinding {
+  readonly fence: WriteFence;
+  readonly nodeId: string;
+  /** The system name, for naming streams and buckets. */
+  readonly system: string;
+  /** The node's NATS connection (a `NatsConnection` from @nats-io/transport-node). */
+  readonly connection: unknown;
+}
+
 /** The complete adapter contract. */
 export interface Store {
   /** Short adapter name for logs: 'memory', 'lmdb', ... */
@@ -160,6 +239,14 @@ export interface Store {
    * Optional; a hint, never needed for correctness.
    */
   forget?(key: EntityKey): void;
+  /**
+   * Makes the store part of a cluster node: installs fencing (see
+   * `WriteFence`) and hands over the node's broker connection, which a store
+   * created without its own (`natsStore()`) uses. Called by createActorSystem
+   * before `open()` when a `cluster` option is given; stores that cannot take
+   * part in a cluster leave it out, and createActorSystem refuses them then.
+   */
+  joinCluster?(binding: ClusterBinding): void;
   /** Flushes pending writes and releases the storage. Idempotent. */
   close(): Promise<void>;
   /** Approximate bytes used on disk (or in memory). */
