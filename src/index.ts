@@ -5,6 +5,8 @@
  */
 export { createActorSystem } from './system/actor-system.js';
 export { createSimulatedClock, systemClock } from './system/clock.js';
+export { publish, publishEventType } from './system/publish.js';
+export type { PublishEvent, PublishInput, PublishedMessage, Publisher } from './system/publish.js';
 export type { Clock, SimulatedClock } from './system/clock.js';
 export type {
   ActorSystem,
@@ -24,6 +26,7 @@ export type {
 } from './system/types.js';
 export {
   CheckFailedError,
+  ClusterError,
   CodecError,
   ConfigError,
   DefinitionError,
@@ -33,21 +36,27 @@ export {
   ShardchartError,
   StoreError,
   TimeoutError,
+  WorkflowError,
   errorCodes,
   isShardchartError,
 } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export type {
+  ClusterBinding,
   DeadLetter,
   EntityKey,
   EntityWrite,
+  FenceToken,
   Journal,
   JournalEntry,
+  OutboxMessage,
+  PendingOutboxMessage,
   PendingTimer,
   PlainData,
   SnapshotStore,
   Store,
   StoredSnapshot,
+  WriteFence,
 } from './persistence/types.js';
 export {
   decode,
@@ -58,3 +67,61 @@ export {
   defaultDecodeLimits,
 } from './codec/index.js';
 export type { DecodeLimits } from './codec/index.js';
+export {
+  actionDefaults,
+  createActionRegistry,
+  defineWorkflow,
+  isWorkflowDefinition,
+  routingDefaults,
+  taskDefaults,
+  workflowDefaults,
+  workflowInstanceId,
+} from './workflow/index.js';
+export type {
+  ActionContext,
+  ActionDefinition,
+  ActionMap,
+  ActionRegistry,
+  ActionSignature,
+  ActionsProxy,
+  Attachment,
+  AttachInput,
+  BackoffPolicy,
+  Delivery,
+  HumanTask,
+  InboxEntry,
+  PublishedEvent,
+  PublishEventInput,
+  PublishEventResult,
+  SystemTasks,
+  TaskCompletion,
+  TaskOrigin,
+  TaskSpec,
+  TaskSummary,
+  JsonSchema,
+  ParamsIssue,
+  Register,
+  RegisteredActions,
+  RetryPolicy,
+  StandardSchemaV1,
+  StepKind,
+  StepRecord,
+  WorkflowContext,
+  WorkflowDagErrorStrategy,
+  WorkflowDagOptions,
+  WorkflowDagOutcome,
+  WorkflowDagResult,
+  WorkflowDagStep,
+  WorkflowDagStepReport,
+  WorkflowData,
+  WorkflowDefinition,
+  WorkflowEntityConfig,
+  WorkflowEvent,
+  WorkflowEvents,
+  WorkflowLogic,
+  WorkflowOptions,
+  WorkflowSnapshot,
+  WorkflowSnapshotContext,
+  WorkflowTasks,
+  WorkflowWaitForOptions,
+} from './workflow/index.js';

@@ -2,8 +2,14 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isShardchartError } from '../index.js';
 import { DemoError, runDemo } from './demo.js';
-import { GraphCommandError, graphFormats, runGraph, type GraphFormat } from './graph.js';
+import {
+  GraphCommandError,
+  graphFormats,
+  runGraph,
+  type GraphFormat,
+} from './graph.js';
 import { InspectError, runInspect } from './inspect.js';
+import type { Level } from 'pino';
 
 const defaultDir = '.shardchart/demo';
 
@@ -26,6 +32,28 @@ Commands:
               --entity T/ID  highlight this entity's latest state (needs --store)
               --store PATH   LMDB directory holding the entity
               --out FILE     write to FILE instead of stdout
+  node <module>
+            Run one node of a cluster over NATS hosting the module's entity
+            types, on natsStore(); logs JSON to stderr; SIGTERM or SIGINT
+            leaves gracefully (hands the node's shards over), a second one
+            exits at once. The module exports either \`entities\` (type ->
+            machine, as createActorSystem takes it) or one export per type
+            (\`export const order = orderMachine\` hosts type "order"), and
+            optionally \`system\` (the name) and \`options\` (further
+            createActorSystem options such as snapshotEvery or actions).
+              --nats URL[,URL]  NATS servers with JetStream (required)
+              --system NAME     system name (default: the module's \`system\`)
+              --node-id ID      unique per running node (default <host>-<pid>)
+              --shards N        shard count, the same on every node (default 256)
+              --lease-ttl MS    lease of a node's shards (default 5000)
+              --log-level L     pino level (default info)
+  cluster status
+            List a cluster's nodes (incarnation, alive, shards owned, live
+            entities, invalid messages), shard owners and entity counts
+              --nats URL[,URL]  NATS servers (required)
+              --system NAME     system name (required)
+              --json            print JSON instead of tables
+              --wait MS         how long to collect the nodes' answers (default 1000)
   help      Show this text
 
 Exit codes: 0 done, 1 failed, 2 bad usage.`;
@@ -101,7 +129,11 @@ async function main(argv: readonly string[]): Promise<number> {
           true,
         );
         const [module, exportName, ...extra] = positionals;
-        if (module === undefined || exportName === undefined || extra.length > 0) {
+        if (
+          module === undefined ||
+          exportName === undefined ||
+          extra.length > 0
+        ) {
           throw new UsageError(
             'graph takes exactly two arguments: <module> <exportName>',
           );
@@ -122,6 +154,81 @@ async function main(argv: readonly string[]): Promise<number> {
           entity: values.entity,
           store: values.store,
           out: values.out,
+        });
+        return 0;
+      }
+      case 'node': {
+        const { values, positionals } = parse(
+          rest,
+          {
+            nats: { type: 'string' },
+            system: { type: 'string' },
+            'node-id': { type: 'string' },
+            shards: { type: 'string' },
+            'lease-ttl': { type: 'string' },
+            'log-level': { type: 'string' },
+          },
+          true,
+        );
+        const [module, ...extra] = positionals;
+        if (module === undefined || extra.length > 0) {
+          throw new UsageError('node takes exactly one argument: <module>');
+        }
+        const level = values['log-level'] ?? 'info';
+        if (!logLevels.includes(level)) {
+          throw new UsageError(
+            `--log-level expects one of ${logLevels.join(', ')}, got "${level}"`,
+          );
+        }
+        // Loaded here so that the other commands never load the NATS client.
+        const { runNode } = await import('./node.js');
+        await runNode({
+          module,
+          servers: servers(values.nats),
+          system: values.system,
+          nodeId: values['node-id'],
+          shardCount:
+            values.shards === undefined
+              ? undefined
+              : integer('--shards', values.shards, 256, 1, 65_536),
+          leaseTtlMs:
+            values['lease-ttl'] === undefined
+              ? undefined
+              : integer(
+                  '--lease-ttl',
+                  values['lease-ttl'],
+                  5_000,
+                  300,
+                  600_000,
+                ),
+          logLevel: level as Level,
+        });
+        return 0;
+      }
+      case 'cluster': {
+        const [sub, ...args] = rest;
+        if (sub !== 'status') {
+          throw new UsageError(
+            sub === undefined
+              ? 'cluster expects a subcommand: status'
+              : `unknown cluster subcommand "${sub}"`,
+          );
+        }
+        const { values } = parse(args, {
+          nats: { type: 'string' },
+          system: { type: 'string' },
+          json: { type: 'boolean' },
+          wait: { type: 'string' },
+        });
+        if (values.system === undefined) {
+          throw new UsageError('cluster status needs --system NAME');
+        }
+        const { runClusterStatus } = await import('./cluster-status.js');
+        await runClusterStatus({
+          servers: servers(values.nats),
+          system: values.system,
+          json: values.json === true,
+          waitMs: integer('--wait', values.wait, 1_000, 1, 60_000),
         });
         return 0;
       }
@@ -148,6 +255,11 @@ async function main(argv: readonly string[]): Promise<number> {
       err instanceof InspectError ||
       err instanceof DemoError ||
       err instanceof GraphCommandError ||
+      // By name: their modules load the NATS client, so main imports them
+      // only when their command runs.
+      (err instanceof Error &&
+        (err.name === 'NodeCommandError' ||
+          err.name === 'ClusterStatusError')) ||
       isShardchartError(err)
     ) {
       console.error(`shardchart: ${err.message}`);
@@ -175,6 +287,22 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(
 function isParseError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
+}
+
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+
+/** `--nats a,b` as a list of server URLs. */
+function servers(raw: string | undefined): string[] {
+  const list = (raw ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  if (list.length === 0) {
+    throw new UsageError(
+      '--nats expects the URL of a NATS server, e.g. nats://127.0.0.1:4222',
+    );
+  }
+  return list;
 }
 
 function number(

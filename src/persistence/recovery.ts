@@ -5,8 +5,8 @@ import {
   type AnyMachineSnapshot,
   type AnyStateMachine,
 } from 'xstate';
-import { EntityError, InvalidInputError } from '../errors.js';
-import type { EntityKey, PendingTimer, Store, StoredSnapshot } from './types.js';
+import { EntityError, InvalidInputError, StoreError } from '../errors.js';
+import type { EntityKey, JournalEntry, OutboxMessage, PendingOutboxMessage, PendingTimer, Store, StoredSnapshot } from './types.js';
 
 /**
  * Recovery: the latest snapshot plus a pure replay of the journal tail with
@@ -27,6 +27,13 @@ export interface RecoveredState {
   eventIds: string[];
   /** The run that wrote the snapshot, if recorded. */
   run: string | undefined;
+  /**
+   * Published messages that may not have been delivered: those the snapshot
+   * kept plus those of every entry replayed after it, in order.
+   */
+  outbox: PendingOutboxMessage[];
+  /** The snapshot or a replayed entry has an outbox: the timer index may be due for it. */
+  outboxSeen: boolean;
 }
 
 /** Refuses a loaded snapshot that is not one of ours (pairs with the write side). */
@@ -38,7 +45,8 @@ export function assertStoredSnapshot(key: EntityKey, snap: StoredSnapshot): void
     typeof snap.state === 'object' &&
     snap.state !== null &&
     Array.isArray(snap.timers) &&
-    Array.isArray(snap.eventIds);
+    Array.isArray(snap.eventIds) &&
+    (snap.outbox === undefined || (Array.isArray(snap.outbox) && snap.outbox.every(isPendingOutboxMessage)));
   if (!ok) {
     throw new EntityError(
       'SNAPSHOT_INVALID',
@@ -46,6 +54,32 @@ export function assertStoredSnapshot(key: EntityKey, snap: StoredSnapshot): void
       { details: { key, seq: (snap as { seq?: unknown }).seq } },
     );
   }
+}
+
+function isOutboxMessage(m: unknown): boolean {
+  if (typeof m !== 'object' || m === null) return false;
+  const { subject, headers } = m as { subject?: unknown; headers?: unknown };
+  return typeof subject === 'string' && (headers === undefined || (typeof headers === 'object' && headers !== null));
+}
+
+function isPendingOutboxMessage(m: unknown): boolean {
+  if (!isOutboxMessage(m)) return false;
+  const { seq, index, at } = m as { seq?: unknown; index?: unknown; at?: unknown };
+  return Number.isSafeInteger(seq) && (seq as number) >= 0 && Number.isSafeInteger(index) && (index as number) >= 0 && typeof at === 'number';
+}
+
+/** The published messages of a replayed entry, numbered for delivery. */
+function outboxOf(key: EntityKey, entry: JournalEntry, into: PendingOutboxMessage[]): void {
+  const outbox = entry.outbox as unknown;
+  if (!Array.isArray(outbox) || !outbox.every(isOutboxMessage)) {
+    throw new StoreError(
+      'STORE_CORRUPT',
+      `The journal entry of ${key.type}/${key.id} at seq ${entry.seq} has an outbox that is not a list of published messages; restore the store from a backup.`,
+      { details: { key, seq: entry.seq } },
+    );
+  }
+  const messages = outbox as readonly OutboxMessage[];
+  for (let index = 0; index < messages.length; index++) into.push({ ...messages[index]!, seq: entry.seq, index, at: entry.at });
 }
 
 /** Rebuilds a live-usable machine snapshot from a persisted one, without starting anything. */
@@ -114,6 +148,8 @@ export async function recover(
   let at = stored?.at ?? 0;
   let timers: readonly PendingTimer[] = stored?.timers ?? [];
   let snap: AnyMachineSnapshot | undefined;
+  const outbox: PendingOutboxMessage[] = stored?.outbox ? [...stored.outbox] : [];
+  let outboxSeen = stored?.outbox !== undefined;
   for await (const entry of store.journal.read(key, seq + 1)) {
     if (entry.seq !== seq + 1) {
       throw diverged(key, entry.seq, entry.event, new Error(`journal gap: expected seq ${seq + 1}, found ${entry.seq}`));
@@ -125,13 +161,17 @@ export async function recover(
     seq = entry.seq;
     at = entry.at;
     if (entry.timers) timers = entry.timers;
+    if (entry.outbox !== undefined) {
+      outboxOf(key, entry, outbox);
+      outboxSeen = true;
+    }
     if (entry.eventId !== undefined) {
       eventIds.push(entry.eventId);
       if (eventIds.length > dedupeWindow) eventIds.shift();
     }
   }
   const state = snap ? machine.getPersistedSnapshot(snap) : stored?.state;
-  return { state, seq, snapshotSeq: stored?.seq ?? 0, at, timers, eventIds, run: stored?.run };
+  return { state, seq, snapshotSeq: stored?.seq ?? 0, at, timers, eventIds, run: stored?.run, outbox, outboxSeen };
 }
 
 /** Time travel: the state right after `seq`, rebuilt from the journal. */

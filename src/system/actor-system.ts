@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import type { AnyStateMachine } from 'xstate';
-import { ConfigError, EntityError, InvalidInputError } from '../errors.js';
+import { ClusterError, ConfigError, EntityError, InvalidInputError } from '../errors.js';
 import type { DeadLetter, EntityKey, Store } from '../persistence/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { EntityHost } from './entity-host.js';
 import { FlushQueue } from './journal-writer.js';
+import { publishDefaults, type Publisher } from './publish.js';
+import { Publishing } from './outbox.js';
 import { createEntityRef } from './entity-ref.js';
 import { RecencyList } from './recency-list.js';
 import { defaults, type EntityRuntime, type ResolvedEntityType, type ResolvedOptions } from './runtime.js';
@@ -17,11 +19,28 @@ import type {
   BatchResult,
   EntityDefinition,
   EntityRef,
+  EntityTypeConfig,
   EntityState,
   SystemStats,
   TimerResume,
 } from './types.js';
-import { checkEntityId, positiveInt } from './validate.js';
+import type { ClusterNode } from '../cluster/nats/node.js';
+import { createClusterEntityRef } from '../cluster/cluster-ref.js';
+import { resolveClusterOptions } from '../cluster/options.js';
+import type { ClusterStats } from '../cluster/stats.js';
+import { isWorkflowDefinition } from '../workflow/define.js';
+import { workflowEntityConfig } from '../workflow/entity.js';
+import { createWorkflowServices, hasWorkflows, reservedTypePrefix, serviceMethods, type WorkflowServices } from '../workflow/services.js';
+import { checkEntityId, checkEvent, checkEventId, positiveInt } from './validate.js';
+
+/** What the core needs from a cluster node. */
+export interface ClusterNodeHandle {
+  /** Hands every shard over and stops routing (first step of stop). */
+  leave(): Promise<void>;
+  /** Closes the NATS connection (last step of stop). */
+  close(): Promise<void>;
+  stats(): ClusterStats;
+}
 
 type Listener = { next?: (s: EntityState) => void; error?: (err: unknown) => void };
 
@@ -32,10 +51,12 @@ function isMachine(def: unknown): def is AnyStateMachine {
 }
 
 function resolveEntityType(name: string, def: EntityDefinition, options: ActorSystemOptions<never>): ResolvedEntityType {
-  const cfg = isMachine(def) ? { machine: def } : def;
-  if (!cfg || !isMachine(cfg.machine)) {
+  // A workflow (defineWorkflow) is actor logic the engine runs like a
+  // machine, once bound to this system's action registry and logger.
+  const cfg = isMachine(def) ? { machine: def } : (workflowEntityConfig(name, def, options) ?? (def as EntityTypeConfig));
+  if (!cfg || !(isMachine(cfg.machine) || isWorkflowDefinition(cfg.machine))) {
     throw new ConfigError(
-      `Entity type "${name}" must be an XState v5 machine (createMachine/setup().createMachine) or { machine, input?, timerResume?, rejectUnhandled? }.`,
+      `Entity type "${name}" must be an XState v5 machine (createMachine/setup().createMachine), a workflow (defineWorkflow) or { machine, input?, timerResume?, rejectUnhandled? }.`,
       { details: { type: name } },
     );
   }
@@ -69,6 +90,8 @@ export class SystemCore implements EntityRuntime {
     deadLetters: 0,
     storeWrites: 0,
     pendingWakeups: 0,
+    published: 0,
+    publishFailures: 0,
   };
   readonly log: Logger;
   readonly xstateLogger: (...args: unknown[]) => void;
@@ -78,10 +101,19 @@ export class SystemCore implements EntityRuntime {
   readonly runId = randomUUID();
   readonly flushes = new FlushQueue();
   readonly recencyStepMs: number;
+  /** Where published messages go; createActorSystem configures it (see publish.ts). */
+  publishing: Publishing;
   private stopped: Promise<void> | undefined;
   private live = 0;
   private evicting = 0;
   private readonly wakeups = new WakeupQueue();
+  /** The cluster node of a clustered system (see src/cluster/nats/node.ts). */
+  node: ClusterNodeHandle | undefined;
+  /**
+   * Set on a clustered node that hosts shards: only entities of shards this
+   * node owns get a host here (see src/cluster/).
+   */
+  cluster: { owns(key: EntityKey): boolean } | undefined;
   private wakeTimer: unknown;
   private wakeTimerAt = Infinity;
   private sweepTimer: unknown;
@@ -99,7 +131,17 @@ export class SystemCore implements EntityRuntime {
     this.contextLimits = { bytesMax: defaults.contextBytesMax, depthMax: defaults.depthMax };
     // Fine enough that idle passivation is at most 1/16 of its delay early,
     // coarse enough that a busy entity is not moved on every send.
+    this.publishing = new Publishing(name, clock, this.log, { timeoutMs: publishDefaults.timeoutMs, backoffMs: publishDefaults.backoffMs, pendingMax: publishDefaults.pendingMax }, this.stats, undefined, false);
     this.recencyStepMs = options.passivateAfterMs > 0 ? Math.min(Math.max(options.passivateAfterMs / 16, 1), 1_000) : 1_000;
+  }
+
+  /**
+   * Sets the publisher of the messages machines publish, unless the
+   * `publisher` option gave one. A cluster node calls this with its NATS
+   * publisher before it hosts shards; until then messages wait.
+   */
+  setPublisher(publisher: Publisher): void {
+    this.publishing.setPublisher(publisher);
   }
 
   keyString(type: string, id: string): string {
@@ -130,6 +172,12 @@ export class SystemCore implements EntityRuntime {
   hostAt(k: string, type: string, id: string): EntityHost {
     let host = this.hosts.get(k);
     if (!host) {
+      if (this.cluster !== undefined && !this.cluster.owns({ type, id })) {
+        throw new ClusterError('NOT_OWNER', `This node does not own the shard of ${type}/${id}; the event goes to the shard's owner.`, {
+          retryable: true,
+          details: { type, id },
+        });
+      }
       host = new EntityHost({ type, id }, k, this.typeOf(type), this);
       this.hosts.set(k, host);
       this.recency.add(host);
@@ -281,19 +329,91 @@ export class SystemCore implements EntityRuntime {
         this.log.warn({ type: next.key.type, id: next.key.id }, 'timer due for an entity type this system does not host; skipped');
         continue;
       }
-      const host = this.host(next.key.type, next.key.id);
+      let host: EntityHost;
+      try {
+        host = this.host(next.key.type, next.key.id);
+      } catch {
+        // A clustered node that no longer owns the entity's shard: its owner wakes it.
+        continue;
+      }
       host.ensureActive().catch((err: unknown) => this.log.error({ type: next.key.type, id: next.key.id, err }, 'could not wake entity for its timer'));
     }
     this.stats.pendingWakeups = this.wakeups.size;
     this.armWakeTimer();
   }
 
-  async loadWakeups(): Promise<void> {
+  /** Schedules the wake-ups of the store's timer index (those `filter` accepts). */
+  async loadWakeups(filter?: (key: EntityKey) => boolean): Promise<void> {
     for await (const { key, wakeAt } of this.store.scanWakeups()) {
+      if (filter !== undefined && !filter(key)) continue;
       this.wakeups.push(wakeAt, key, this.keyString(key.type, key.id));
     }
     this.stats.pendingWakeups = this.wakeups.size;
     this.armWakeTimer();
+  }
+
+  // ---------------------------------------------------------------- cluster
+
+  /** Applies an event that arrived for an owned shard (the owner side of a cluster send). */
+  async applyLocal(type: string, id: string, event: { type: string; [key: string]: unknown }, eventId: string | undefined): Promise<EntityState> {
+    this.checkRunning();
+    this.typeOf(type);
+    checkEntityId(type, id);
+    checkEvent(event, this.eventLimits);
+    checkEventId(eventId);
+    return this.hostAt(this.keyString(type, id), type, id).send(event, eventId);
+  }
+
+  /** Answers a read of an entity of an owned shard (the owner side of a cluster read). */
+  async queryLocal(query: { op: string; type: string; id: string; force?: boolean }): Promise<{ state?: EntityState; value?: unknown }> {
+    this.checkRunning();
+    this.typeOf(query.type);
+    checkEntityId(query.type, query.id);
+    switch (query.op) {
+      case 'snapshot':
+        return { state: await this.host(query.type, query.id).read() };
+      case 'restart':
+        await this.host(query.type, query.id).restart();
+        return {};
+      case 'isLive':
+        return { value: this.existingHost(query.type, query.id)?.phase === 'live' };
+      case 'passivate': {
+        const host = this.existingHost(query.type, query.id);
+        if (!host || host.phase === 'idle') return { value: true };
+        await host.whenIdle();
+        const phase: string = host.phase;
+        if (phase !== 'live') return { value: phase === 'idle' };
+        return { value: await host.passivate(query.force ?? false) };
+      }
+      default:
+        throw new InvalidInputError('EVENT_INVALID', `Unknown query "${query.op}".`);
+    }
+  }
+
+  /** Passivates (forced) every live entity `filter` accepts: a shard handed off. */
+  async passivateWhere(filter: (key: EntityKey) => boolean): Promise<void> {
+    const hosts = [...this.hosts.values()].filter((h) => filter(h.key));
+    await Promise.all(
+      hosts.map(async (h) => {
+        await h.whenIdle();
+        if (h.phase !== 'live') return;
+        if (!(await h.passivate(true))) {
+          this.log.error({ type: h.key.type, id: h.key.id }, 'could not snapshot entity at handoff; its journal is intact');
+        }
+      }),
+    );
+  }
+
+  /** Drops every entity `filter` accepts without writing: a shard lost. */
+  discardWhere(filter: (key: EntityKey) => boolean, reason: Error): void {
+    for (const host of [...this.hosts.values()]) {
+      if (!filter(host.key)) continue;
+      host.discard(reason);
+      if (this.hosts.get(host.k) === host) {
+        this.hosts.delete(host.k);
+        this.recency.remove(host);
+      }
+    }
   }
 
   // ------------------------------------------------------------------- stop
@@ -305,6 +425,13 @@ export class SystemCore implements EntityRuntime {
 
   private async doStop(): Promise<void> {
     this.stopping = true;
+    if (this.node !== undefined) {
+      try {
+        await this.node.leave();
+      } catch (error) {
+        this.log.error({ err: error }, 'could not hand the shards over; other nodes claim them when this lease lapses');
+      }
+    }
     if (this.sweepTimer !== undefined) this.clock.clearTimeout(this.sweepTimer);
     if (this.wakeTimer !== undefined) this.clock.clearTimeout(this.wakeTimer);
     const stopped = new EntityError('SYSTEM_STOPPED', `Actor system "${this.name}" stopped before this event was applied; send it to a running system.`, { retryable: true });
@@ -320,11 +447,17 @@ export class SystemCore implements EntityRuntime {
         }
       }),
     );
-    await this.store.close();
+    try {
+      await this.store.close();
+    } finally {
+      await this.node?.close();
+    }
   }
 
   statsSnapshot(): SystemStats {
-    return { ...this.stats, liveEntities: this.live, pendingWakeups: this.wakeups.size };
+    const stats: SystemStats = { ...this.stats, liveEntities: this.live, pendingWakeups: this.wakeups.size };
+    if (this.node !== undefined) stats.cluster = this.node.stats();
+    return stats;
   }
 }
 
@@ -362,6 +495,14 @@ export async function createActorSystem<TEntities extends Record<string, EntityD
       backoffMs: positiveInt('restart.backoffMs', restart.backoffMs, defaults.restart.backoffMs, 0),
     },
   };
+  if (options.publisher !== undefined && typeof options.publisher !== 'function') {
+    throw new ConfigError('Option "publisher" must be a function (message) => Promise<void>; see the README, "Publishing domain events".');
+  }
+  const publishOptions = {
+    timeoutMs: positiveInt('publishTimeoutMs', options.publishTimeoutMs, publishDefaults.timeoutMs),
+    backoffMs: positiveInt('publishBackoffMs', options.publishBackoffMs, publishDefaults.backoffMs),
+    pendingMax: positiveInt('publishPendingMax', options.publishPendingMax, publishDefaults.pendingMax),
+  };
   const logger = options.logger ?? pino({ level: 'warn' });
   let store = options.store;
   if (store === undefined) {
@@ -370,29 +511,70 @@ export async function createActorSystem<TEntities extends Record<string, EntityD
     const { memoryStore } = (await import('../../adapters/memory/index.js'));
     store = memoryStore();
   }
+  let node: ClusterNode | undefined;
+  let hostShards = false;
+  if (options.cluster !== undefined) {
+    const clusterOptions = resolveClusterOptions(options.cluster);
+    hostShards = clusterOptions.hostShards;
+    // Loaded only for a cluster: an embedded system never loads the NATS client.
+    const { ClusterNode: Node } = await import('../cluster/nats/node.js');
+    node = await Node.connect(options.name, clusterOptions, logger);
+    try {
+      node.bindStore(store);
+    } catch (error) {
+      await node.close();
+      throw error;
+    }
+  }
   const core = new SystemCore(options.name, store, options.clock ?? systemClock, resolved, logger);
+  core.node = node;
+  // A cluster node sets its NATS publisher (setPublisher) unless the option gave one.
+  core.publishing = new Publishing(options.name, core.clock, core.log, publishOptions, core.stats, options.publisher, options.cluster !== undefined);
+  // Event routing and human tasks keep their records in entities of
+  // internal types, registered beside the workflows (src/workflow/services.ts).
+  let system: ActorSystem<TEntities> | undefined = undefined;
+  const services = hasWorkflows(options.entities)
+    ? createWorkflowServices({ clock: core.clock, log: core.log, eventLimits: core.eventLimits, types: core.types, entity: (type, id) => system!.entity(type as never, id) })
+    : undefined;
   for (const [name, def] of Object.entries(options.entities)) {
     if (name.length === 0 || name.includes('\u0000')) throw new ConfigError(`Entity type names must be non-empty and printable; got ${JSON.stringify(name)}.`);
-    core.types.set(name, resolveEntityType(name, def, options as never));
+    if (name.startsWith(reservedTypePrefix)) throw new ConfigError(`Entity type names starting with "${reservedTypePrefix}" are reserved for the system; rename "${name}".`);
+    core.types.set(name, resolveEntityType(name, def, { ...options, systemActions: services?.withSystemActions } as never));
   }
+  for (const [name, def] of Object.entries(services?.entityTypes ?? {})) core.types.set(name, resolveEntityType(name, def, options as never));
   if (options.store === undefined) {
     core.log.warn({ store: store.kind }, "no store given: using memoryStore(), which is not durable (entities are lost when the process exits); pass lmdbStore({ path }) from 'shardchart/adapters/lmdb' to keep them");
   } else if (!store.durable) {
     core.log.warn({ store: store.kind }, `store "${store.kind}" is not durable: acknowledged events can be lost in a crash`);
   }
-  await store.open();
-  await core.loadWakeups();
+  try {
+    await store.open();
+  } catch (error) {
+    await node?.close();
+    throw error;
+  }
+  if (node === undefined) {
+    await core.loadWakeups();
+  } else {
+    // Only the entities of owned shards live here; their wake-ups are loaded
+    // as shards are acquired.
+    if (hostShards) core.cluster = node;
+    await node.start(core);
+  }
   core.startSweep();
-  return buildSystem<TEntities>(core);
+  system = buildSystem<TEntities>(core, node, services);
+  return system;
 }
 
-function buildSystem<TEntities extends Record<string, EntityDefinition>>(core: SystemCore): ActorSystem<TEntities> {
+function buildSystem<TEntities extends Record<string, EntityDefinition>>(core: SystemCore, node: ClusterNode | undefined, services: WorkflowServices | undefined): ActorSystem<TEntities> {
   return {
     name: core.name,
     store: core.store,
+    ...serviceMethods(services, core.name),
     entity(type, id) {
       core.typeOf(type);
       checkEntityId(type, id);
+      if (node !== undefined) return createClusterEntityRef(core, node.router, type, id) as never;
       return createEntityRef(core, type, id) as never;
     },
     async sendMany(items: readonly BatchItem[]): Promise<BatchResult[]> {

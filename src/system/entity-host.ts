@@ -3,7 +3,7 @@ import { ChildWatcher, createCapturedActor, type CaptureHooks } from './capture.
 import { ShardchartError, type TimeoutError } from '../errors.js';
 import { plainDataProblem } from '../codec/plain-data.js';
 import { recover } from '../persistence/recovery.js';
-import type { EntityKey, JournalEntry, StoredSnapshot } from '../persistence/types.js';
+import type { EntityKey, JournalEntry, OutboxMessage, StoredSnapshot } from '../persistence/types.js';
 import {
   contextNotSerializable, entityStopped, errorMessage, eventFailed, eventRejected, failedBeforeDurable,
   internalEventNotSerializable, mailboxFull, parked, sendTimedOut, startFailed,
@@ -13,6 +13,8 @@ import { JournalWriter } from './journal-writer.js';
 import { rejectAll, Send, SendQueue, type AnyEvent } from './send.js';
 import { hasChildActors, hasInvocationInFlight, isHandled, toEntityState } from './entity-state.js';
 import { TimerTracker } from './timers.js';
+import { publishInvalid, toOutboxMessage } from './publish.js';
+import { Outbox, outboxFull } from './outbox.js';
 import type { EntityRuntime, ResolvedEntityType } from './runtime.js';
 import type { EntityState } from './types.js';
 
@@ -79,6 +81,12 @@ export class EntityHost implements CaptureHooks {
    * Every entry point hands over to the entity's current host instead.
    */
   dropped = false;
+  /** Set by `discard`: the node lost the shard; nothing may revive this host. */
+  private discarded = false;
+  /** What `publish` actions gave while the root processed the current event. */
+  private publishedNow: unknown[] | undefined;
+  /** Published messages waiting for delivery; created with the first one (see publish.ts). */
+  private outbox: Outbox | undefined;
 
   constructor(
     readonly key: EntityKey,
@@ -98,7 +106,15 @@ export class EntityHost implements CaptureHooks {
 
   /** @internal WriterSource */
   wakeAtForWrite(): number | null {
-    return this.timers?.wakeAt() ?? null;
+    const timers = this.timers?.wakeAt() ?? null;
+    if (this.outbox === undefined) return timers;
+    const due = this.outbox.indexDeadline(this.rt.clock.now());
+    return due === null ? timers : timers === null ? due : Math.min(timers, due);
+  }
+
+  /** @internal WriterSource */
+  writeDurable(seq: number, withSnapshot: boolean): void {
+    if (this.outbox !== undefined) this.outbox.durable(seq, withSnapshot);
   }
 
   /** @internal WriterSource */
@@ -125,6 +141,9 @@ export class EntityHost implements CaptureHooks {
     if (this.phase === 'parked') return Promise.reject(this.parkedError());
     if (this.queuedCount() + this.writer.waiting >= this.rt.options.mailboxDepthMax) {
       return Promise.reject(mailboxFull(this.key, this.rt.options.mailboxDepthMax));
+    }
+    if (this.outbox !== undefined && this.outbox.size >= this.rt.publishing.options.pendingMax) {
+      return Promise.reject(outboxFull(this.key, this.rt.publishing.options.pendingMax));
     }
     const send = new Send(event, eventId);
     const now = this.rt.clock.now();
@@ -180,6 +199,21 @@ export class EntityHost implements CaptureHooks {
       }
       await this.ensureActive();
     }
+  }
+
+  /**
+   * @internal CaptureHooks: resolves once every event applied so far is
+   * durable; rejects with the write error if the entity fails first. Actor
+   * logic uses it to start an effect only after the state that asked for it
+   * survives a crash (see workflow actions).
+   */
+  whenDurable(): Promise<unknown> {
+    if (this.durableSeq >= this.seq) return Promise.resolve();
+    const barrier = new Send(undefined, undefined);
+    barrier.seq = this.seq;
+    this.writer.wait(barrier);
+    this.writer.schedule();
+    return barrier.promise;
   }
 
   private drain(): void {
@@ -259,6 +293,9 @@ export class EntityHost implements CaptureHooks {
     // The event processed is almost always the first queued: shift() then
     // avoids the array splice() would allocate.
     this.processed(event);
+    // Published while processing `event`; the initial state's are taken by activate().
+    const published = this.publishedNow;
+    if (published !== undefined && event.type !== 'xstate.init') this.publishedNow = undefined;
     const prev = this.lastSnap;
     if (!this.capturing || this.failure || event.type === 'xstate.init' || prev === undefined) {
       if (this.capturing && !this.failure) {
@@ -271,7 +308,7 @@ export class EntityHost implements CaptureHooks {
     // An unchanged snapshot may still come from a taken transition (actions
     // only); asking the machine again only on this rare path keeps the hot
     // path free of a second guard evaluation.
-    const handled = changed || isHandled(prev, event);
+    const handled = changed || published !== undefined || isHandled(prev, event);
     if (changed && snapshot.context !== prev.context) {
       const problem = plainDataProblem(snapshot.context, this.rt.contextLimits);
       if (problem) {
@@ -279,6 +316,8 @@ export class EntityHost implements CaptureHooks {
         return;
       }
     }
+    const outbox = published === undefined ? undefined : this.toOutbox(event, published);
+    if (outbox === null) return;
     const timersChanged = this.timers!.sync();
     this.lastSnap = snapshot;
     if (snapshot.children !== prev.children) this.scanChildren(snapshot);
@@ -309,7 +348,11 @@ export class EntityHost implements CaptureHooks {
         : timersChanged
           ? { seq, at, event, eventId, timers: this.timers!.current() }
           : { seq, at, event, eventId };
-    this.writer.append(entry, this.rt.hasListeners(this.k) ? this.stateOf(snapshot, changed) : undefined);
+    this.writer.append(
+      outbox === undefined ? entry : { ...entry, outbox },
+      this.rt.hasListeners(this.k) ? this.stateOf(snapshot, changed) : undefined,
+    );
+    if (outbox !== undefined) this.addToOutbox(seq, at, outbox);
     if (timersChanged) this.writer.wakeDirty = true;
     if (eventId !== undefined) this.eventIds = rememberEventId(this.eventIds, eventId, current!.idHash, this.rt.options.dedupeWindow);
     this.rt.stats.eventsApplied++;
@@ -319,6 +362,42 @@ export class EntityHost implements CaptureHooks {
       this.markActive(at);
       this.writer.schedule();
     }
+  }
+
+  /** @internal CaptureHooks: the root ran a `publish` action. */
+  published(message: unknown): void {
+    if (this.publishedNow === undefined) this.publishedNow = [message];
+    else this.publishedNow.push(message);
+  }
+
+  /**
+   * Checks what the `publish` actions of one step gave. A bad message fails
+   * the event (null), like a throwing action: nothing of the step is kept.
+   */
+  private toOutbox(event: AnyEvent | undefined, published: unknown[]): OutboxMessage[] | null {
+    if (published.length > this.rt.publishing.options.pendingMax) {
+      this.fail(event, publishInvalid(this.key, event, `one step published ${published.length} messages, more than publishPendingMax (${this.rt.publishing.options.pendingMax}).`));
+      return null;
+    }
+    const messages: OutboxMessage[] = [];
+    for (const input of published) {
+      const m = toOutboxMessage(input, this.rt.eventLimits);
+      if (typeof m === 'string') {
+        this.fail(event, publishInvalid(this.key, event, m));
+        return null;
+      }
+      messages.push(m);
+    }
+    return messages;
+  }
+
+  /** Queues the messages of entry `seq` for delivery once it is durable. */
+  private addToOutbox(seq: number, at: number, messages: OutboxMessage[]): void {
+    const outbox = (this.outbox ??= new Outbox(this.key, this.rt.publishing));
+    outbox.add(seq, at, messages);
+    // The write that makes them durable must mark the timer index due, so a
+    // restart delivers them even if nothing else wakes the entity.
+    if (!outbox.indexed) this.writer.wakeDirty = true;
   }
 
   /** @internal CaptureHooks: an event was delivered to the root actor's mailbox. */
@@ -349,7 +428,14 @@ export class EntityHost implements CaptureHooks {
         break;
       }
       if (!any) return;
-      this.children = new ChildWatcher(() => this.onChildStep());
+      this.children = new ChildWatcher(
+        () => this.onChildStep(),
+        (childId) =>
+          this.rt.log.error(
+            { type: this.key.type, id: this.key.id, child: childId },
+            'a child machine ran publish(); only the entity machine can publish (children are not journaled), so the message is dropped: let the child sendParent an event and publish from the entity machine',
+          ),
+      );
     }
     this.children.scan(snapshot);
   }
@@ -366,7 +452,7 @@ export class EntityHost implements CaptureHooks {
 
   private takeSnapshot(): StoredSnapshot {
     const state = this.actor!.getPersistedSnapshot();
-    return {
+    const snapshot: StoredSnapshot = {
       v: 1,
       seq: this.seq,
       at: this.rt.clock.now(),
@@ -375,6 +461,11 @@ export class EntityHost implements CaptureHooks {
       eventIds: eventIdsOf(this.eventIds),
       run: this.rt.runId,
     };
+    // Undelivered messages go with the snapshot; the (maybe empty) list also
+    // tells recovery that the timer index may be due for them.
+    const outbox = this.outbox;
+    if (outbox === undefined || (outbox.size === 0 && !outbox.indexed)) return snapshot;
+    return { ...snapshot, outbox: outbox.pending() };
   }
 
   /** Resolves once nothing is queued, applied-but-unwritten or being written. */
@@ -416,6 +507,18 @@ export class EntityHost implements CaptureHooks {
     this.activation = this.activate().then(
       () => {
         this.activation = undefined;
+        if (this.discarded) {
+          // The shard was lost while activating: the actor must not run here.
+          const actor = this.actor;
+          this.actor = undefined;
+          this.timers = undefined;
+          try {
+            actor?.stop();
+          } catch {
+            // Nothing to clean up.
+          }
+          return;
+        }
         this.phase = 'live';
         this.rt.stats.activations++;
         this.rt.onActivated(this);
@@ -440,6 +543,12 @@ export class EntityHost implements CaptureHooks {
     this.seq = rec.seq;
     this.writer.reset(rec.seq, rec.snapshotSeq);
     this.eventIds = toEventIdWindow(rec.eventIds, this.rt.options.dedupeWindow);
+    this.publishedNow = undefined;
+    if (rec.outboxSeen || rec.outbox.length > 0 || this.outbox !== undefined) {
+      const outbox = (this.outbox ??= new Outbox(this.key, this.rt.publishing));
+      outbox.indexed = rec.outboxSeen;
+      outbox.reset(rec.outbox, rec.seq);
+    }
     this.rootFirst = undefined;
     this.rootMore = undefined;
     this.failure = undefined;
@@ -456,6 +565,18 @@ export class EntityHost implements CaptureHooks {
     let moved = false;
     try {
       actor.start();
+      // Only a brand-new entity runs initial entry actions (a restored one
+      // resumes), so these messages are its initial state's: seq 0, made
+      // durable by the snapshot this activation writes.
+      const initial = this.publishedNow;
+      this.publishedNow = undefined;
+      if (initial !== undefined && !this.failure) {
+        const outbox = this.toOutbox(undefined, initial);
+        if (outbox !== null) {
+          this.addToOutbox(0, this.rt.clock.now(), outbox);
+          this.writer.snapshotWanted = true;
+        }
+      }
       if (!this.failure) {
         this.lastSnap ??= actor.getSnapshot() as AnyMachineSnapshot;
         const resume = rec.run === this.rt.runId ? 'deadline' : this.def.timerResume;
@@ -508,7 +629,7 @@ export class EntityHost implements CaptureHooks {
    * the failing event, then restart from the durable state with backoff.
    */
   private onFailure(deadLetter = true): void {
-    if (this.phase === 'restarting' || this.phase === 'parked') return;
+    if (this.phase === 'restarting' || this.phase === 'parked' || this.discarded) return;
     const failure = this.failure;
     if (!failure) return;
     if (this.phase === 'live') this.rt.onDeactivated();
@@ -539,7 +660,7 @@ export class EntityHost implements CaptureHooks {
     try {
       // No new write starts while restarting; wait for the one in flight.
       // Entries captured before the failure are valid: make them durable.
-      await this.writer.drainPending();
+      await this.writer.drainPending(this.outboxDueForDrain());
     } catch (err) {
       this.rt.log.error({ type: this.key.type, id: this.key.id, err }, 'could not write the entries applied before the failure');
     }
@@ -560,6 +681,7 @@ export class EntityHost implements CaptureHooks {
     }
     this.writer.failWaiters(failedBeforeDurable(this.key, error));
     this.writer.discardPending();
+    this.outbox?.dropUndurable();
     this.seq = this.durableSeq;
     this.failure = undefined;
     const { attemptsMax, backoffMs } = this.rt.options.restart;
@@ -578,6 +700,17 @@ export class EntityHost implements CaptureHooks {
       }
       this.ensureActive().catch(() => undefined);
     }, delay);
+  }
+
+  /**
+   * The timer-index deadline the write of a failed entity's last entries
+   * needs: due now when they carry messages the index does not know of.
+   */
+  private outboxDueForDrain(): number | undefined {
+    const outbox = this.outbox;
+    if (outbox === undefined || outbox.size === 0 || outbox.indexed) return undefined;
+    outbox.indexed = true;
+    return this.rt.clock.now();
   }
 
   private park(error: unknown): void {
@@ -610,7 +743,11 @@ export class EntityHost implements CaptureHooks {
   // ------------------------------------------------------------ passivation
 
   canPassivate(force: boolean): boolean {
-    return this.phase === 'live' && this.isQuiet() && (force || !hasInvocationInFlight(this.lastSnap as never));
+    return (
+      this.phase === 'live' &&
+      this.isQuiet() &&
+      (force || (!hasInvocationInFlight(this.lastSnap as never) && (this.outbox === undefined || this.outbox.size === 0)))
+    );
   }
 
   /**
@@ -621,24 +758,38 @@ export class EntityHost implements CaptureHooks {
     if (!this.canPassivate(force)) return false;
     this.phase = 'passivating';
     this.capturing = false;
+    const outbox = this.outbox;
+    const wasIndexed = outbox?.indexed ?? false;
+    let wakeAt: number | null;
     try {
+      // Deliver what can be delivered now (a forced passivation may find
+      // messages waiting); the snapshot keeps the rest.
+      if (outbox !== undefined && outbox.size > 0) await outbox.flush();
       const w = this.writer;
-      if (this.seq > w.snapshotSeq || w.snapshotWanted || w.wakeDirty || hasChildActors(this.lastSnap as never)) {
-        await w.writeSnapshot(this.takeSnapshot(), this.timers!.wakeAt());
+      // Computed before the snapshot, which records whether the index stays due.
+      wakeAt = this.wakeAtForWrite();
+      // An entity that published gets a fresh snapshot: the last one may list
+      // messages delivered since, and the timer index may still be due.
+      if (this.seq > w.snapshotSeq || w.snapshotWanted || w.wakeDirty || outbox !== undefined || hasChildActors(this.lastSnap as never)) {
+        await w.writeSnapshot(this.takeSnapshot(), wakeAt);
       }
     } catch (error) {
+      if (outbox !== undefined) outbox.indexed = wasIndexed;
       this.rt.log.error({ type: this.key.type, id: this.key.id, err: error }, 'passivation snapshot failed; entity stays live');
       this.phase = 'live';
       this.capturing = true;
       this.drain();
       return false;
     }
-    const wakeAt = this.timers!.wakeAt();
     const actor = this.actor!;
     this.actor = undefined;
     this.timers = undefined;
     this.lastSnap = undefined;
     this.eventIds = [];
+    // Messages still waiting are in the snapshot; `wakeAt` brings the entity
+    // back at their next retry.
+    outbox?.close();
+    this.outbox = undefined;
     this.rootFirst = undefined;
     this.rootMore = undefined;
     try {
@@ -657,9 +808,47 @@ export class EntityHost implements CaptureHooks {
     return true;
   }
 
+  /**
+   * The node lost the entity's shard (cluster): drop the actor without
+   * writing anything more; every caller still waiting gets `reason`. Writes
+   * in flight finish or are refused by the store's fencing.
+   */
+  discard(reason: Error): void {
+    if (this.backoffTimer !== undefined) {
+      this.rt.clock.clearTimeout(this.backoffTimer);
+      this.backoffTimer = undefined;
+    }
+    this.discarded = true;
+    this.dropped = true;
+    const actor = this.actor;
+    this.actor = undefined;
+    this.timers = undefined;
+    this.lastSnap = undefined;
+    this.capturing = false;
+    if (this.phase === 'live') this.rt.onDeactivated();
+    this.phase = 'idle';
+    this.writer.paused = true;
+    rejectAll(this.mailbox?.takeAll(), reason);
+    this.writer.failWaiters(reason);
+    this.writer.discardPending();
+    // The new owner delivers from the journal; this node stops.
+    this.outbox?.close();
+    this.outbox = undefined;
+    try {
+      actor?.stop();
+    } catch {
+      // Nothing to clean up after a stop that throws.
+    }
+    this.notifyIdle();
+  }
+
   /** Rejects everything still queued (system stop). */
   rejectQueued(err: Error): void {
     rejectAll(this.mailbox?.takeAll(), err);
+    // Undelivered messages are durable (journal or snapshot, timer index due):
+    // the next start delivers them.
+    this.outbox?.close();
+    this.outbox = undefined;
     if (this.backoffTimer !== undefined) {
       this.rt.clock.clearTimeout(this.backoffTimer);
       this.backoffTimer = undefined;

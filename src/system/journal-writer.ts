@@ -15,6 +15,11 @@ export interface WriterSource {
   writeFailed(error: Error): void;
   /** Called whenever the writer may have become quiet. */
   writerSettled(): void;
+  /**
+   * Everything up to `seq` is durable, and so is the snapshot that went
+   * with it when `withSnapshot` (published messages wait for this).
+   */
+  writeDurable(seq: number, withSnapshot: boolean): void;
 }
 
 const noEntries: readonly JournalEntry[] = [];
@@ -153,8 +158,10 @@ export class JournalWriter {
     const lastSeq = this.source.seq;
     const wantSnapshot =
       this.snapshotWanted || lastSeq - this.snapshotSeq >= this.rt.options.snapshotEvery || (entries.length === 0 && this.wakeDirty);
-    const snapshot = wantSnapshot ? this.source.snapshotForWrite() : undefined;
+    // The deadline first: computing it records whether the timer index is
+    // due for published messages, which the snapshot records in turn.
     const wakeAt = this.wakeDirty ? this.source.wakeAtForWrite() : undefined;
+    const snapshot = wantSnapshot ? this.source.snapshotForWrite() : undefined;
     this.snapshotWanted = false;
     this.wakeDirty = false;
     const expectedSeq = this.durableSeq;
@@ -168,6 +175,7 @@ export class JournalWriter {
         this.durableSeq = lastSeq;
         if (snapshot) this.snapshotSeq = snapshot.seq;
         this.settleWaiters();
+        this.source.writeDurable(lastSeq, snapshot !== undefined);
         if (states) for (const s of states) if (s) this.rt.emit(this.k, s);
         this.flush();
       },
@@ -185,17 +193,23 @@ export class JournalWriter {
     );
   }
 
-  /** Waits for the write in flight, then writes what is pending now (used while paused). */
-  async drainPending(): Promise<void> {
+  /**
+   * Waits for the write in flight, then writes what is pending now (used
+   * while paused); `wakeAt`, when given, updates the timer index with it.
+   */
+  async drainPending(wakeAt?: number): Promise<void> {
     while (this.writing) await this.writing.catch(() => undefined);
     const entries = this.pending;
     if (entries === undefined) return;
     this.pending = undefined;
     this.pendingStates = undefined;
     const lastSeq = entries[entries.length - 1]!.seq;
-    await this.rt.store.write({ key: this.key, expectedSeq: this.durableSeq, entries });
+    await this.rt.store.write(
+      wakeAt === undefined ? { key: this.key, expectedSeq: this.durableSeq, entries } : { key: this.key, expectedSeq: this.durableSeq, entries, wakeAt },
+    );
     this.durableSeq = lastSeq;
     this.settleWaiters();
+    this.source.writeDurable(lastSeq, false);
   }
 
   /** Writes a snapshot alone (passivation); `wakeAt` updates the timer index. */
@@ -204,6 +218,7 @@ export class JournalWriter {
     this.snapshotSeq = snapshot.seq;
     this.snapshotWanted = false;
     this.wakeDirty = false;
+    this.source.writeDurable(snapshot.seq, true);
   }
 
   /** Answers every waiter: durable ones with their state, the rest with `err`. */

@@ -5,6 +5,7 @@ import type { DeadLetter, Store } from '../persistence/types.js';
 import type { Clock } from './clock.js';
 import type { EntityHost } from './entity-host.js';
 import type { FlushQueue } from './journal-writer.js';
+import type { Publishing } from './outbox.js';
 import type { EntityState, RestartPolicy, SystemStats, TimerResume } from './types.js';
 
 /** An entity type with every option resolved. @internal */
@@ -44,6 +45,8 @@ export interface EntityRuntime {
   readonly flushes: FlushQueue;
   /** A host moves in the recency list at most once per this many ms (see EntityHost.markActive). */
   readonly recencyStepMs: number;
+  /** Where published messages go (see publish.ts). */
+  readonly publishing: Publishing;
   hasListeners(k: string): boolean;
   emit(k: string, state: EntityState): void;
   touch(host: EntityHost): void;

@@ -2,6 +2,14 @@ import type { AnyStateMachine, SnapshotFrom, StateValue } from 'xstate';
 import type { Logger } from 'pino';
 import type { Store, DeadLetter, EntityKey, JournalEntry } from '../persistence/types.js';
 import type { Clock } from './clock.js';
+import type { Publisher } from './publish.js';
+import type { ActionRegistry } from '../workflow/actions.js';
+import type { WorkflowDefinition } from '../workflow/define.js';
+import type { WorkflowEntityConfig } from '../workflow/entity.js';
+import type { Attachment, AttachInput, PublishEventInput, PublishEventResult } from '../workflow/routing.js';
+import type { SystemTasks } from '../workflow/tasks.js';
+import type { ClusterOptions } from '../cluster/options.js';
+import type { ClusterStats } from '../cluster/stats.js';
 
 /** How pending delayed events resume after a restore (see DESIGN.md, xstate issue 5331). */
 export type TimerResume = 'deadline' | 'remaining' | 'restart';
@@ -16,7 +24,8 @@ export interface EntityTypeConfig<TMachine extends AnyStateMachine = AnyStateMac
   rejectUnhandled?: boolean;
 }
 
-export type EntityDefinition = AnyStateMachine | EntityTypeConfig;
+/** A machine, a workflow (defineWorkflow), or either with per-type options. */
+export type EntityDefinition = AnyStateMachine | EntityTypeConfig | WorkflowDefinition | WorkflowEntityConfig;
 
 export interface RestartPolicy {
   /** Consecutive failures before the entity is parked (`ENTITY_FAILED`). Default 5. */
@@ -31,6 +40,9 @@ export interface ActorSystemOptions<TEntities extends Record<string, EntityDefin
   entities: TEntities;
   /** Default: memoryStore() (not durable; logged once at warn level). */
   store?: Store;
+  /** Actions the workflow entity types call (createActionRegistry); replaces the registries given to defineWorkflow. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  actions?: ActionRegistry<any>;
   /** Events between snapshots. Default 100. */
   snapshotEvery?: number;
   /** Idle time before an entity is passivated. Default 60_000; 0 disables. */
@@ -49,6 +61,27 @@ export interface ActorSystemOptions<TEntities extends Record<string, EntityDefin
   timerResume?: TimerResume;
   logger?: Logger;
   clock?: Clock;
+  /**
+   * Delivers the messages machines publish with `publish(...)`, each once
+   * its step is durable, in order per entity, with a stable message id for
+   * deduplication. A rejection, a throw or `publishTimeoutMs` without an
+   * answer retries it with backoff. Without it an embedded system keeps
+   * published messages in the journal only (warned once); a clustered one
+   * publishes them to NATS. See the README, "Publishing domain events".
+   */
+  publisher?: Publisher;
+  /** A publisher call that has not settled by then fails and is retried. Default 5_000. */
+  publishTimeoutMs?: number;
+  /** First retry delay after a failed publish; doubles per failure up to 30 s. Default 100. */
+  publishBackoffMs?: number;
+  /** Messages waiting for delivery per entity before its sends get a retryable MAILBOX_FULL. Default 1_000. */
+  publishPendingMax?: number;
+  /**
+   * Run as a node of a cluster over NATS (see the README's cluster section):
+   * entities are sharded over the nodes that share `name`, and `store` must
+   * be shared by all of them (`natsStore()`).
+   */
+  cluster?: ClusterOptions;
 }
 
 /** What `send`, `snapshot` and `stateAt` resolve with. */
@@ -124,6 +157,12 @@ export interface SystemStats {
   deadLetters: number;
   storeWrites: number;
   pendingWakeups: number;
+  /** Published messages handed to the publisher successfully. */
+  published: number;
+  /** Publisher calls that failed or timed out (each is retried). */
+  publishFailures: number;
+  /** Present on a clustered node. */
+  cluster?: ClusterStats;
 }
 
 export interface ActorSystem<TEntities extends Record<string, EntityDefinition> = Record<string, EntityDefinition>> {
@@ -134,6 +173,21 @@ export interface ActorSystem<TEntities extends Record<string, EntityDefinition> 
   sendMany(items: readonly BatchItem[]): Promise<BatchResult[]>;
   deadLetters(options?: { key?: EntityKey; limit?: number }): Promise<DeadLetter[]>;
   stats(): SystemStats;
+  /**
+   * Delivers a tenant's event to the workflows attached to its type in that
+   * tenant and to those waiting for it by correlation key; a retry with the
+   * same `id` is applied at most once per workflow. Systems with workflows
+   * only (see the README, "Human tasks and event routing").
+   */
+  publishEvent(event: PublishEventInput): Promise<PublishEventResult>;
+  /** Attaches a workflow type to an event type in a tenant (a durable record; attaching again replaces `correlate`). */
+  attach(attachment: AttachInput): Promise<Attachment>;
+  /** Removes an attachment; resolves false when there was none. */
+  detach(attachment: { tenant: string; eventType: string; workflow: string }): Promise<boolean>;
+  /** The attachments of a tenant. */
+  attachments(tenant: string): Promise<Attachment[]>;
+  /** Human tasks created by workflows (`ctx.tasks.create`): list, read, complete. */
+  readonly tasks: SystemTasks;
   /** Finish queued work, snapshot live entities, close the store. Idempotent. */
   stop(): Promise<void>;
 }

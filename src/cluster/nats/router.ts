@@ -1,0 +1,278 @@
+/**
+ * The sending side of a node: routes an entity's events to its shard's
+ * JetStream subject and its reads to the shard's owner, and matches the
+ * answers. Any node (also a client node that hosts no shards) sends this way;
+ * an owner sends to its own shards through the stream too, so there is one
+ * path, one order and one durability rule for every event.
+ */
+import { randomUUID } from 'node:crypto';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import {
+  ClusterError,
+  isShardchartError,
+  TimeoutError,
+  type ShardchartError,
+} from '../../errors.js';
+import type { Clock } from '../../system/clock.js';
+import type { EntityState } from '../../system/types.js';
+import { shardOf } from '../../sharding/shard.js';
+import {
+  decodeMessage,
+  encodeMessage,
+  fromWireError,
+  type QueryMessage,
+  type ReplyMessage,
+} from '../protocol.js';
+import type { ResolvedClusterOptions } from '../options.js';
+import type { Subjects } from '../subjects.js';
+import { StreamPublisher } from './stream-publisher.js';
+
+type AnyEvent = { type: string; [key: string]: unknown };
+
+interface Pending {
+  resolve(state: EntityState): void;
+  reject(error: Error): void;
+  timer: unknown;
+}
+
+/** Errors of the NATS client that mean "try again shortly". */
+function transient(error: unknown): boolean {
+  if (isShardchartError(error)) return error.retryable;
+  const code =
+    error instanceof Error ? (error as { code?: unknown }).code : undefined;
+  const text =
+    error instanceof Error
+      ? `${error.name} ${error.message} ${typeof code === 'string' || typeof code === 'number' ? code : ''}`
+      : String(error);
+  return /timeout|no responders|503|disconnect|closed|reconnect|CONNECTION|TIMEOUT/i.test(
+    text,
+  );
+}
+
+export class Router {
+  private readonly pending = new Map<number, Pending>();
+  private nextCid = 1;
+  private subscription: Subscription | undefined;
+  readonly replySubject: string;
+  private readonly publisher: StreamPublisher;
+  closed = false;
+  stats = { sent: 0, repliesInvalid: 0, publishRetries: 0 };
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly subjects: Subjects,
+    private readonly options: ResolvedClusterOptions,
+    private readonly clock: Clock,
+    incarnation: string,
+    private readonly onInvalid: (error: ShardchartError) => void,
+  ) {
+    this.replySubject = subjects.reply(options.nodeId, incarnation);
+    this.publisher = new StreamPublisher(nc, clock);
+  }
+
+  start(): void {
+    this.publisher.start();
+    const limits = { bytesMax: this.options.messageBytesMax, depthMax: 64 };
+    this.subscription = this.nc.subscribe(this.replySubject, {
+      callback: (err, msg) => {
+        if (err) return;
+        let reply: ReplyMessage;
+        try {
+          const decoded = decodeMessage(msg.data, limits);
+          if (decoded.k !== 'reply')
+            throw new ClusterError(
+              'MESSAGE_INVALID',
+              `Expected a reply on ${this.replySubject}, got a "${decoded.k}" message.`,
+            );
+          reply = decoded;
+        } catch (error) {
+          this.stats.repliesInvalid++;
+          this.onInvalid(error as ShardchartError);
+          return;
+        }
+        if (reply.cid === undefined) return;
+        const pending = this.pending.get(reply.cid);
+        // A late answer (after a timeout) or a second one (after failover) is dropped.
+        if (!pending) return;
+        this.pending.delete(reply.cid);
+        this.clock.clearTimeout(pending.timer);
+        if (reply.ok) pending.resolve(reply.state as EntityState);
+        else pending.reject(fromWireError(reply.error));
+      },
+    });
+  }
+
+  shard(type: string, id: string): number {
+    return shardOf(type, id, this.options.shardCount);
+  }
+
+  /**
+   * Publishes the event to its shard's stream (retrying while the stream is
+   * unreachable) and resolves with the owner's answer.
+   */
+  send(
+    type: string,
+    id: string,
+    event: AnyEvent,
+    eventId: string | undefined,
+    timeoutMs: number | undefined,
+  ): Promise<EntityState> {
+    if (this.closed)
+      return Promise.reject(
+        new ClusterError(
+          'CLUSTER_UNAVAILABLE',
+          'This node has left the cluster; send from a running system.',
+          { retryable: true },
+        ),
+      );
+    const cid = this.nextCid++;
+    const waitMs = timeoutMs ?? this.options.sendTimeoutMs;
+    const deadline = this.clock.now() + waitMs;
+    const data = encodeMessage({
+      k: 'send',
+      type,
+      id,
+      event,
+      eventId: eventId ?? randomUUID(),
+      replyTo: this.replySubject,
+      cid,
+      sentAt: this.clock.now(),
+    });
+    const subject = this.subjects.shard(this.shard(type, id));
+    return new Promise<EntityState>((resolve, reject) => {
+      const timer = this.clock.setTimeout(() => {
+        this.pending.delete(cid);
+        reject(
+          new TimeoutError(
+            `No answer for the event "${event.type}" to ${type}/${id} within ${waitMs} ms; it may still be applied. Retry with the same eventId to be safe.`,
+            {
+              details: { type, id, timeoutMs: waitMs },
+            },
+          ),
+        );
+      }, waitMs);
+      this.pending.set(cid, { resolve, reject, timer });
+      this.stats.sent++;
+      // The message id makes a retried publish of this very send a no-op for
+      // the stream; a caller's own retry (a new send, same eventId) is a new
+      // message that the entity's applied event ids answer as a duplicate.
+      void this.publish(
+        subject,
+        data,
+        `${this.replySubject}/${cid}`,
+        deadline,
+        cid,
+      );
+    });
+  }
+
+  private async publish(
+    subject: string,
+    data: Uint8Array,
+    msgID: string,
+    deadline: number,
+    cid: number,
+  ): Promise<void> {
+    let delay = 25;
+    for (;;) {
+      if (!this.pending.has(cid)) return;
+      try {
+        await this.publisher.publish(
+          subject,
+          data,
+          msgID,
+          Math.max(500, Math.min(5_000, deadline - this.clock.now())),
+        );
+        return;
+      } catch (error) {
+        if (
+          !transient(error) ||
+          this.clock.now() + delay >= deadline ||
+          this.closed
+        ) {
+          const pending = this.pending.get(cid);
+          if (!pending) return;
+          this.pending.delete(cid);
+          this.clock.clearTimeout(pending.timer);
+          pending.reject(
+            new ClusterError(
+              'CLUSTER_UNAVAILABLE',
+              `The event could not be stored in the cluster's stream (${error instanceof Error ? error.message : String(error)}); retry later with the same eventId.`,
+              {
+                retryable: true,
+                cause: error,
+              },
+            ),
+          );
+          return;
+        }
+        this.stats.publishRetries++;
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 1_000);
+      }
+    }
+  }
+
+  /** A read on the entity's owner; retried while the shard has no owner. */
+  async query(
+    message: QueryMessage,
+    timeoutMs?: number,
+  ): Promise<ReplyMessage & { ok: true }> {
+    const waitMs = timeoutMs ?? this.options.sendTimeoutMs;
+    const deadline = this.clock.now() + waitMs;
+    const subject = this.subjects.query(this.shard(message.type, message.id));
+    const data = encodeMessage(message);
+    const limits = { bytesMax: this.options.messageBytesMax, depthMax: 64 };
+    let delay = 25;
+    for (;;) {
+      let failure: unknown;
+      try {
+        const answer = await this.nc.request(subject, data, {
+          timeout: Math.max(200, Math.min(5_000, deadline - this.clock.now())),
+        });
+        const reply = decodeMessage(answer.data, limits);
+        if (reply.k !== 'reply')
+          throw new ClusterError(
+            'MESSAGE_INVALID',
+            `Expected a reply to a query, got a "${reply.k}" message.`,
+          );
+        if (reply.ok) return reply;
+        const error = fromWireError(reply.error);
+        if (error.code !== 'NOT_OWNER') throw error;
+        failure = error;
+      } catch (error) {
+        if (!transient(error)) throw error;
+        failure = error;
+      }
+      if (this.clock.now() + delay >= deadline || this.closed) {
+        throw new ClusterError(
+          'CLUSTER_UNAVAILABLE',
+          `No owner of ${message.type}/${message.id} answered within ${waitMs} ms (${failure instanceof Error ? failure.message : String(failure)}); retry later.`,
+          {
+            retryable: true,
+            cause: failure,
+            details: { type: message.type, id: message.id },
+          },
+        );
+      }
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 500);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.publisher.close();
+    this.subscription?.unsubscribe();
+    const error = new ClusterError(
+      'CLUSTER_UNAVAILABLE',
+      'The node stopped before the answer arrived; the event may still be applied. Retry with the same eventId.',
+      { retryable: true },
+    );
+    for (const [cid, pending] of this.pending) {
+      this.pending.delete(cid);
+      this.clock.clearTimeout(pending.timer);
+      pending.reject(error);
+    }
+  }
+}

@@ -1,0 +1,14 @@
+/** Counters of a clustered node, in `system.stats().cluster`. */
+export interface ClusterStats {
+  nodeId: string;
+  /** Shards this node consumes now. */
+  ownedShards: number;
+  /** Malformed, oversized or unexpected messages received and dropped. */
+  messagesInvalid: number;
+  /** Sends this node routed into the cluster. */
+  eventsRouted: number;
+  /** Shards this node handed over gracefully. */
+  handoffs: number;
+  /** Shards this node lost without a handoff (lease lapsed, taken over). */
+  shardsLost: number;
+}
