@@ -126,10 +126,12 @@ export function createClusterEntityRef(
       return new Promise<EntityState>((resolve, reject) => {
         let done = false;
         let timer: ReturnType<typeof setTimeout> | undefined;
+        const release = core.hold();
         const finish = (fn: () => void): void => {
           if (done) return;
           done = true;
           off();
+          release();
           if (timer !== undefined) clearTimeout(timer);
           fn();
         };

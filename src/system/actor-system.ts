@@ -117,6 +117,9 @@ export class SystemCore implements EntityRuntime {
   private wakeTimer: unknown;
   private wakeTimerAt = Infinity;
   private sweepTimer: unknown;
+  private holds = 0;
+  private holdTimer: NodeJS.Timeout | undefined;
+  private holdsClosed = false;
 
   constructor(
     readonly name: string,
@@ -418,8 +421,40 @@ export class SystemCore implements EntityRuntime {
 
   // ------------------------------------------------------------------- stop
 
+  /**
+   * Keeps the process alive while a caller awaits something only the
+   * system's timers can bring about. Those timers are unref'd (an idle
+   * system must not hold a server open), so a script awaiting
+   * `ref.waitFor(...)` on an `after` transition, or `system.stop()` waiting
+   * for an invocation, would otherwise see Node exit with code 13 (an
+   * unsettled top-level await). One interval is ref'd while any hold is
+   * taken and unref'd when the last is released: toggling costs no timer.
+   */
+  hold(): () => void {
+    // After stop nothing the system does can settle a wait: hold nothing.
+    if (this.holdsClosed) return () => undefined;
+    if (this.holds++ === 0) {
+      this.holdTimer ??= setInterval(() => undefined, 2_147_483_647);
+      this.holdTimer.ref();
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.holds === 0) this.holdTimer?.unref();
+    };
+  }
+
   stop(): Promise<void> {
-    this.stopped ??= this.doStop();
+    if (this.stopped === undefined) {
+      const release = this.hold();
+      this.stopped = this.doStop().finally(() => {
+        release();
+        this.holdsClosed = true;
+        if (this.holdTimer !== undefined) clearInterval(this.holdTimer);
+        this.holdTimer = undefined;
+      });
+    }
     return this.stopped;
   }
 

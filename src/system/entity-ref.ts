@@ -73,10 +73,12 @@ export function createEntityRef(core: SystemCore, type: string, id: string): Ent
       return new Promise<EntityState>((resolve, reject) => {
         let done = false;
         let timer: unknown;
+        const release = core.hold();
         const finish = (fn: () => void): void => {
           if (done) return;
           done = true;
           off();
+          release();
           if (timer !== undefined) core.clock.clearTimeout(timer);
           fn();
         };
