@@ -21,3 +21,39 @@ export const tallyMachine = setup({
     PING: {},
   },
 });
+
+/**
+ * An alarm: `ARM` with a delay starts a durable `after` timer; when it fires
+ * the entity counts the ring. The timer test kills the owner before the
+ * alarm is due and checks it rings exactly once on the new owner.
+ */
+export const alarmMachine = setup({
+  types: {
+    context: {} as { delayMs: number; rings: number },
+    events: {} as { type: 'ARM'; delayMs: number },
+  },
+  delays: { alarm: ({ context }) => context.delayMs },
+}).createMachine({
+  id: 'alarm',
+  context: { delayMs: 0, rings: 0 },
+  initial: 'idle',
+  states: {
+    idle: {
+      on: {
+        ARM: {
+          target: 'armed',
+          actions: assign({ delayMs: ({ event }) => event.delayMs }),
+        },
+      },
+    },
+    armed: {
+      after: {
+        alarm: {
+          target: 'rung',
+          actions: assign({ rings: ({ context }) => context.rings + 1 }),
+        },
+      },
+    },
+    rung: {},
+  },
+});

@@ -1,6 +1,6 @@
 /**
  * One cluster node in its own process, for the cluster tests: hosts the
- * `tally` entity type on a natsStore, prints `{"ready":true}` once it has
+ * `tally` and `alarm` entity types on a natsStore, prints `{"ready":true}` once it has
  * joined, and leaves the cluster gracefully on SIGTERM.
  *
  *   node --import tsx --conditions=shardchart-source node-worker.ts <natsUrl> <nodeId> <system> <shardCount> <leaseTtlMs>
@@ -8,7 +8,7 @@
 import { pino } from 'pino';
 import { createActorSystem } from 'shardchart';
 import { natsStore } from 'shardchart/adapters/nats';
-import { tallyMachine } from './machines.js';
+import { alarmMachine, tallyMachine } from './machines.js';
 
 const [url, nodeId, system, shardCount, leaseTtlMs] = process.argv.slice(2);
 const logger = pino(
@@ -17,7 +17,7 @@ const logger = pino(
 );
 const sys = await createActorSystem({
   name: system as string,
-  entities: { tally: tallyMachine },
+  entities: { tally: tallyMachine, alarm: alarmMachine },
   store: natsStore(),
   passivateAfterMs: 0,
   logger,
