@@ -26,6 +26,8 @@ export const errorCodes = {
     'The event produced a context that cannot be persisted; the event was not applied.',
   MAILBOX_FULL:
     'The entity mailbox holds `mailboxDepthMax` events already; retry later.',
+  OUTBOX_FULL:
+    'The entity has `publishPendingMax` published messages waiting for a failing or slow publisher; retry later.',
   ENTITY_FAILED:
     'The entity failed `restart.attemptsMax` times in a row and is parked until `ref.restart()`.',
   ENTITY_STOPPED:
@@ -154,6 +156,7 @@ export class EntityError extends ShardchartError {
       | 'EVENT_FAILED'
       | 'CONTEXT_NOT_SERIALIZABLE'
       | 'MAILBOX_FULL'
+      | 'OUTBOX_FULL'
       | 'ENTITY_FAILED'
       | 'ENTITY_STOPPED'
       | 'SYSTEM_STOPPED'

@@ -87,6 +87,7 @@ const codesByClass = {
     'EVENT_FAILED',
     'CONTEXT_NOT_SERIALIZABLE',
     'MAILBOX_FULL',
+    'OUTBOX_FULL',
     'ENTITY_FAILED',
     'ENTITY_STOPPED',
     'SYSTEM_STOPPED',

@@ -27,7 +27,7 @@ import {
  */
 export function outboxFull(key: EntityKey, pendingMax: number): EntityError {
   return new EntityError(
-    'MAILBOX_FULL',
+    'OUTBOX_FULL',
     `${key.type}/${key.id} has ${pendingMax} published messages waiting for delivery (publishPendingMax): the publisher is failing or slow. Retry later; check the publisher and the logs.`,
     { retryable: true, details: { key, publishPendingMax: pendingMax } },
   );

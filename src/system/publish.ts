@@ -44,7 +44,7 @@ import type {
  * (`publishBackoffMs` doubling up to 30 s), forever, without holding up the
  * entity's events. Messages wait in memory meanwhile; once
  * `publishPendingMax` wait for one entity, its sends are refused with a
- * retryable `MAILBOX_FULL` until the publisher catches up.
+ * retryable `OUTBOX_FULL` until the publisher catches up.
  *
  * At-least-once across crashes, cheaply:
  * - A snapshot keeps the messages still undelivered when it was taken

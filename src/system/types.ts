@@ -74,7 +74,7 @@ export interface ActorSystemOptions<TEntities extends Record<string, EntityDefin
   publishTimeoutMs?: number;
   /** First retry delay after a failed publish; doubles per failure up to 30 s. Default 100. */
   publishBackoffMs?: number;
-  /** Messages waiting for delivery per entity before its sends get a retryable MAILBOX_FULL. Default 1_000. */
+  /** Messages waiting for delivery per entity before its sends get a retryable OUTBOX_FULL. Default 1_000. */
   publishPendingMax?: number;
   /**
    * Run as a node of a cluster over NATS (see the README's cluster section):

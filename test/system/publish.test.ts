@@ -632,7 +632,7 @@ describe('publish', () => {
     await restarted.stop();
   });
 
-  it('publish - sends are refused with a retryable MAILBOX_FULL once publishPendingMax messages wait', async () => {
+  it('publish - sends are refused with a retryable OUTBOX_FULL once publishPendingMax messages wait', async () => {
     const rec = recorder();
     rec.state.down = true;
     const system = await createActorSystem({
@@ -650,7 +650,7 @@ describe('publish', () => {
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(ShardchartError);
-    expect((err as ShardchartError).code).toBe('MAILBOX_FULL');
+    expect((err as ShardchartError).code).toBe('OUTBOX_FULL');
     expect((err as ShardchartError).retryable).toBe(true);
     expect((err as Error).message).toContain('publishPendingMax');
     rec.state.down = false;
