@@ -11,8 +11,10 @@ import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
 import { activation } from './activation.bench.js';
+import { cluster } from './cluster.bench.js';
 import { heap } from './heap.bench.js';
 import { throughput } from './throughput.bench.js';
+import { workflow } from './workflow.bench.js';
 
 export interface BenchContext {
   /** Entities in the throughput and heap scenarios. */
@@ -52,6 +54,8 @@ const scenarios: Record<string, (ctx: BenchContext) => Promise<Section>> = {
   throughput,
   activation,
   heap,
+  workflow,
+  cluster,
 };
 
 function machineLine(): string {
