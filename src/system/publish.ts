@@ -13,6 +13,7 @@ import type {
   OutboxMessage,
   PlainData,
 } from '../persistence/types.js';
+import { describe } from '../describe.js';
 
 /**
  * Publishing domain events: the transactional outbox of an entity.
@@ -328,20 +329,3 @@ export function publishInvalid(
   );
 }
 
-function describe(value: unknown): string {
-  if (typeof value === 'string') {
-    return JSON.stringify(value.length > 64 ? value.slice(0, 64) + '…' : value);
-  }
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  switch (typeof value) {
-    case 'number':
-    case 'boolean':
-    case 'bigint':
-      return `${typeof value} ${value}`;
-    case 'undefined':
-      return 'undefined';
-    default:
-      return `a ${typeof value}`;
-  }
-}

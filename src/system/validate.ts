@@ -1,6 +1,7 @@
 import { ConfigError, InvalidInputError } from '../errors.js';
 import { plainDataProblem, type PlainDataLimits } from '../codec/plain-data.js';
 import { defaults } from './runtime.js';
+import { describe } from '../describe.js';
 
 /**
  * Input checks at the edge of the system: everything a caller hands us is
@@ -79,18 +80,3 @@ export function positiveInt(name: string, value: unknown, fallback: number, min 
   return value;
 }
 
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 64 ? value.slice(0, 64) + '…' : value);
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  switch (typeof value) {
-    case 'number':
-    case 'boolean':
-    case 'bigint':
-      return `${typeof value} ${value}`;
-    case 'undefined':
-      return 'undefined';
-    default:
-      return `a ${typeof value}`;
-  }
-}

@@ -9,10 +9,10 @@ import {
   checkEventType,
   checkKey,
   checkTenant,
-  describe,
 } from './routing-input.js';
 import type { ServiceHost } from './services.js';
 import type { WorkflowEvent } from './types.js';
+import { describe } from '../describe.js';
 
 /**
  * Correlated waits: `ctx.events.waitFor(types, { correlationKey })` in a

@@ -8,6 +8,7 @@ import {
   lookup,
   parseTemplate,
 } from './templates.js';
+import { describe } from '../describe.js';
 
 /**
  * The checks routing applies at its edge (tenants, event types, keys,
@@ -154,12 +155,3 @@ export function instanceKey(
 }
 
 /** A value as a message quotes it. @internal */
-export function describe(value: unknown): string {
-  if (typeof value === 'string')
-    return JSON.stringify(value.length > 64 ? value.slice(0, 64) + '…' : value);
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'number' || typeof value === 'boolean')
-    return `${typeof value} ${String(value)}`;
-  return value === undefined ? 'undefined' : `a ${typeof value}`;
-}

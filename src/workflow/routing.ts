@@ -19,11 +19,11 @@ import {
   checkEventType,
   checkKey,
   checkTenant,
-  describe,
   instanceKey,
 } from './routing-input.js';
 import type { ServiceHost } from './services.js';
 import type { WorkflowEvent } from './types.js';
+import { describe } from '../describe.js';
 
 /**
  * Event routing with tenants. `system.publishEvent` hands a tenant's event
