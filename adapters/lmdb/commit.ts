@@ -1,11 +1,10 @@
 /**
  * Group commit for the lmdb adapter.
  *
- * Operations queued in the same tick, and while earlier commits are in
- * flight, are applied in ONE LMDB write transaction. Each operation is
- * checked on its own inside the transaction (a seq conflict rejects only that
- * write), and every caller's promise settles only after the transaction is
- * durable.
+ * Operations queued in the same tick form one batch, committed in one LMDB
+ * transaction. Each operation is checked on its own (a seq conflict rejects
+ * only that write), and every caller's promise settles only after the
+ * transaction is durable, in commit order.
  *
  * Layout (see `index.ts`): a write appends one record to the log, whose keys
  * grow by one per record, so a commit of many entities' writes dirties a few
@@ -19,27 +18,52 @@
  * records, in the same transaction as the log position it covers. After a
  * crash, the log after that position is replayed into memory on open.
  *
+ * No JavaScript runs inside the transaction. A batch is checked, and the
+ * memory state moved, on the main thread when the batch is formed (`stage`):
+ * this store is its environment's only writer, and the cache holds the
+ * applied view of every entity with writes not yet checkpointed or in
+ * flight, so the checks need no transaction. The batch's writes then go to
+ * lmdb-js as one block of asynchronous puts (`issue`), which its write
+ * thread applies and commits on its own. An earlier design ran the batch
+ * in a `childTransaction` callback: the write thread then held the write
+ * lock waiting for the busy main thread to reach the callback, and the
+ * engine on LMDB ran at half the store's own speed.
+ *
+ * Pipelining: while one batch commits, the next is formed and handed over,
+ * and lmdb-js starts its transaction as soon as the first one's commit is
+ * done. When the disk is idle, a large batch is split in two so that two
+ * groups of callers take turns: one runs while the other's commit is on
+ * disk (see `run`).
+ *
+ * Failure: a batch can be handed over while the one before it is still
+ * committing, with links to that one's records, so a batch must not commit
+ * if an earlier one failed. Each block therefore runs only if the batch tip
+ * in the meta database is the number of the batch before it (an lmdb-js
+ * `ifVersion` condition checked by the write thread inside the
+ * transaction), and writes its own number last. When a commit fails (an
+ * I/O error, a full disk), LMDB writes nothing of it, the batches behind it
+ * find the tip unchanged and write nothing either, and the memory state,
+ * which moved with all of them, no longer matches the disk: the store then
+ * refuses every operation with a non-retryable `STORE_FAILED` until it is
+ * closed and opened again, which rebuilds the state from what is durable.
+ * This replaces the child transaction's abort, which let the store go on
+ * after a failed batch. `test/adapters/lmdb-failure.test.ts` fails commits
+ * for real (a file size limit) and checks that the disk holds exactly the
+ * acknowledged writes.
+ *
  * What "durable" means with lmdb-js 3.5 (read in its README, `write.js`,
  * `src/writer.cpp` and the bundled `mdb.c`): the environment runs without
  * `overlappingSync` (see `options.ts`), so the write thread's
- * `mdb_txn_commit` fdatasyncs the data file and then writes and syncs the
- * meta page before it returns, and only then is the transaction marked
- * committed for JavaScript. We also wait on `env.flushed`, taken right
- * after queuing our transaction, which costs microseconds and keeps the
- * guarantee if `overlappingSync` is ever turned back on (it resolves when
- * the deferred flush is reported). Checked by delaying every
- * fdatasync/fsync/msync by 300 ms with strace fault injection: each
- * `write()` then takes 300 ms or more, and under `sync: false` (the
- * environment runs with `noSync`) about 1 ms, with no fsync at all. Such
- * writes survive a process crash but not an OS crash or power loss.
- *
- * The batch runs as a child transaction: if a put fails half-way (disk full,
- * map full), the child is aborted, nothing of the batch is written, every
- * operation in it rejects with a retryable `STORE_FAILED`, and the memory
- * state is rebuilt from the database before the next batch. A failed commit
- * (the fsync itself failing) leaves the disk in a state we cannot know: the
- * store then refuses every operation until it is closed and opened again,
- * as databases do after an fsync error.
+ * `mdb_txn_commit` fdatasyncs the data file and then writes the meta page
+ * through a descriptor opened with `O_DSYNC` before it returns, and only
+ * then are the transaction's promises resolved. Checked by delaying every
+ * fdatasync/fsync/msync by 300 ms with strace fault injection
+ * (`strace -f -e trace=fdatasync,fsync,msync -e
+ * inject=fdatasync,fsync,msync:delay_enter=300000`): each `write()` then
+ * takes 300 ms or more, also with four writers in flight at once, and
+ * under `sync: false` (the environment runs with `noSync`) a few ms, with
+ * no fsync at all. Such writes survive a process crash but not an OS crash
+ * or power loss.
  */
 import type { Database, RootDatabase } from 'lmdb';
 
@@ -50,6 +74,7 @@ import {
   type ShardchartError,
 } from '../../src/errors.js';
 import type { EntityCache, EntityState } from './entity-cache.js';
+import { CommitPacer } from './pacing.js';
 import {
   deadLetterIndexKey,
   deadLetterKey,
@@ -143,8 +168,13 @@ export interface CommitLimits {
   readonly commitOpsMax: number;
   /** Operations waiting for a transaction at most; more are refused. */
   readonly pendingOpsMax: number;
-  /** Transactions queued in lmdb-js at once (pipelining depth). */
+  /** Batches handed to lmdb-js and not committed yet, at most. */
   readonly commitsInFlightMax: number;
+  /**
+   * Writes a batch needs, at least, to be split in two when nothing is
+   * being committed (see `run`).
+   */
+  readonly splitOpsMin: number;
   /** Log records between checkpoints at most. */
   readonly checkpointRecords: number;
   /** Dirty entities the engine let go of that trigger a checkpoint. */
@@ -161,14 +191,6 @@ export interface Committer {
   checkpoint(): Promise<void>;
 }
 
-/** How the memory state is rebuilt from the database (`log.ts`). */
-export interface Recovery {
-  /** Replays the log after the checkpoint into the cache; returns positions. */
-  rebuild(): { nextPos: number; recordsSinceCheckpoint: number };
-  /** Prefix bytes an entity key may take. */
-  readonly prefixBytesMax: number;
-}
-
 /** What an applied write leaves, for settlement. */
 interface Applied {
   readonly state: EntityState;
@@ -176,14 +198,37 @@ interface Applied {
   readonly lastSeq: number;
 }
 
+/** One LMDB write of a batch: a put, or a delete when `value` is absent. */
+interface Put {
+  readonly db: Database<Uint8Array, Uint8Array>;
+  readonly key: Uint8Array;
+  readonly value: Uint8Array | undefined;
+}
+
+/** A batch whose memory changes are made and whose writes are listed. */
+interface Staged {
+  readonly ops: CommitOp[];
+  readonly outcomes: (ShardchartError | undefined)[];
+  readonly applied: (Applied | undefined)[];
+  readonly cleaned: [EntityState, number][];
+  readonly puts: Put[];
+}
+
 const EMPTY = new Uint8Array(0);
+
+/**
+ * Key of the batch tip in the meta database: the number of the newest
+ * committed batch, as 8 bytes holding a float64 in the machine's byte
+ * order, which is how lmdb-js's write thread reads a version to compare.
+ */
+export const TIP_KEY = Buffer.from('tip');
+const TIP_BYTES = 8;
 
 export function createCommitter(
   dbs: LmdbDatabases,
   cache: EntityCache,
-  recovery: Recovery,
   options: CommitLimits & {
-    readonly sync: boolean;
+    readonly prefixBytesMax: number;
     nextDeadLetter: number;
     nextPos: number;
     recordsSinceCheckpoint: number;
@@ -196,43 +241,101 @@ export function createCommitter(
   let nextPos = options.nextPos;
   let recordsSinceCheckpoint = options.recordsSinceCheckpoint;
   let checkpointQueued = false;
-  /** Set when a batch aborted: rebuild the memory state before the next. */
-  let resync = false;
+  /**
+   * Number of the last batch handed to lmdb-js. Batches of this session
+   * count on from the tip found on open, so the first one's number is new
+   * to the disk whatever an earlier session left there.
+   */
+  let tip = readTip(dbs);
+  /** The first batch of the session has no batch before it to wait for. */
+  let chained = false;
   /** Set when a commit failed: the store refuses everything until reopened. */
   let broken: unknown;
   /** Resolves when the newest started batch has settled. */
   let settled: Promise<void> = Promise.resolve();
   let idle: (() => void)[] = [];
+  /** Batches committed or failed whose callers are not all answered yet. */
+  let settling = 0;
+  /** Writes in batches whose callers are not all answered yet. */
+  let opsUnsettled = 0;
+  /** A batch was handed to lmdb-js in this turn of the event loop. */
+  let handedThisTurn = false;
+  const pacer = new CommitPacer();
 
   function schedule(): void {
-    if (scheduled || inFlight >= options.commitsInFlightMax) return;
+    if (scheduled || handedThisTurn) return;
+    if (inFlight >= options.commitsInFlightMax) return;
     scheduled = true;
     // A microtask runs after the continuations already queued in this tick,
-    // so the writes they issue join the same transaction.
+    // so the writes they issue join the same batch.
     queueMicrotask(run);
   }
 
+  /**
+   * Hands the next batch to lmdb-js, or waits. lmdb-js starts a
+   * transaction on its write thread in a `setImmediate` when the thread is
+   * idle, and puts every block handed over before the transaction is full
+   * into it; so one batch per event-loop turn at most, and the next waits
+   * for our own `setImmediate`, queued after lmdb-js's: by then the write
+   * thread has the first, and the next becomes a transaction of its own.
+   *
+   * Whether to hand a batch over while another is being committed, and to
+   * split one in two when the disk is idle, is the pacer's call (see
+   * `pacing.ts`): two groups of callers that take turns on the disk, or one
+   * group that shares each commit. With one group, writes that arrive while
+   * a batch is being committed wait for its callers' next writes and go
+   * with them.
+   */
   function run(): void {
     scheduled = false;
-    if (pending.length === 0 || inFlight >= options.commitsInFlightMax) return;
+    if (pending.length === 0 || handedThisTurn) return;
+    if (inFlight >= options.commitsInFlightMax) return;
+    let count = Math.min(pending.length, options.commitOpsMax);
+    const twoGroups = pacer.twoGroups(opsUnsettled + pending.length);
+    if (!twoGroups && settling > 0) return;
+    if (twoGroups && inFlight === 0 && count >= 2 * options.splitOpsMin) {
+      count = Math.ceil(count / 2);
+    }
     let batch: CommitOp[];
-    if (pending.length <= options.commitOpsMax) {
+    if (count === pending.length) {
       batch = pending;
       pending = [];
     } else {
-      batch = pending.splice(0, options.commitOpsMax);
+      batch = pending.splice(0, count);
     }
+    const handedAt = performance.now();
+    pacer.handedOver(handedAt);
     inFlight++;
-    void commit(batch).then(() => {
+    settling++;
+    opsUnsettled += batch.length;
+    void commit(batch, () => {
       inFlight--;
+      pacer.decided(
+        handedAt,
+        performance.now(),
+        batch.length,
+        inFlight === 0 && pending.length === 0,
+      );
+      schedule();
+    }).then(() => {
+      settling--;
+      opsUnsettled -= batch.length;
       maybeCheckpoint();
-      if (pending.length > 0) schedule();
-      else if (inFlight === 0) {
+      // The callers just answered write again a few microtasks from now;
+      // writes that waited for them go over with theirs, or in a turn.
+      if (pending.length > 0) setImmediate(schedule);
+      else if (inFlight === 0 && settling === 0) {
         const waiters = idle;
         idle = [];
         for (const wake of waiters) wake();
       }
     });
+    handedThisTurn = true;
+    setImmediate(nextTurn);
+  }
+
+  function nextTurn(): void {
+    handedThisTurn = false;
     if (pending.length > 0) schedule();
   }
 
@@ -247,90 +350,106 @@ export function createCommitter(
     }
   }
 
-  async function commit(batch: CommitOp[]): Promise<void> {
-    const outcomes = new Array<ShardchartError | undefined>(batch.length);
-    const applied: (Applied | undefined)[] = new Array(batch.length);
-    const cleaned: [EntityState, number][] = [];
+  async function commit(batch: CommitOp[], decided: () => void): Promise<void> {
     // Settlements run in the order the batches were started (which is their
     // commit order), whatever order their promises resolve in, so the
     // committed view never steps back.
     const previous = settled;
     let settle!: () => void;
     settled = new Promise<void>((resolve) => (settle = resolve));
-    let failure: unknown;
-    let aborted = false;
-    if (broken !== undefined) {
-      failure = broken;
-    } else {
+    let staged: Staged | undefined;
+    let failure: unknown = broken;
+    if (failure === undefined) {
       try {
-        const committed = dbs.env.childTransaction(() => {
-          try {
-            if (resync) {
-              resync = false;
-              const rebuilt = recovery.rebuild();
-              nextPos = rebuilt.nextPos;
-              recordsSinceCheckpoint = rebuilt.recordsSinceCheckpoint;
-            }
-            apply(batch, outcomes, applied, cleaned);
-          } catch (error) {
-            // Nothing of the batch will be written, but the memory state
-            // moved with it. A later batch may run before this promise
-            // settles, so the flag is set here: that batch rebuilds the state
-            // from the database first.
-            aborted = true;
-            cache.clear();
-            resync = true;
-            throw error;
-          }
-        });
-        // Taken synchronously, before anything else is queued: `flushed`
-        // follows the newest queued write, which is this transaction.
-        const flushed = options.sync
-          ? new Promise((resolve, reject) => {
-              dbs.env.flushed.then(resolve, reject);
-            })
-          : undefined;
-        await committed;
-        if (flushed !== undefined) await flushed;
+        staged = stage(batch);
+        const committed = await issue(staged.puts);
+        if (!committed) {
+          failure = new Error(
+            'a batch queued before this one did not commit, or another process wrote the environment',
+          );
+        }
       } catch (cause) {
-        failure = cause ?? new Error('LMDB commit failed');
-        if (!aborted) broken ??= failure;
+        failure = (await commitError(cause)) ?? new Error('LMDB commit failed');
       }
+      if (failure !== undefined) broken ??= failure;
     }
+    decided();
     await previous;
     try {
-      if (failure === undefined) succeed(batch, outcomes, applied, cleaned);
-      else fail(batch, outcomes, applied, failure);
+      if (failure === undefined && staged !== undefined) succeed(staged);
+      else fail(batch, staged, failure);
     } finally {
       settle();
     }
   }
 
-  /** Runs inside the write transaction, on the main thread. */
-  function apply(
-    batch: CommitOp[],
-    outcomes: (ShardchartError | undefined)[],
-    applied: (Applied | undefined)[],
-    cleaned: [EntityState, number][],
-  ): void {
-    for (let i = 0; i < batch.length; i++) {
-      const op = batch[i] as CommitOp;
+  /**
+   * Hands the batch's writes to lmdb-js as one block of asynchronous writes,
+   * which its write thread applies without calling back into JavaScript.
+   * Every block but the session's first runs only if the tip is the number
+   * of the block before it, which that block writes last: a block whose
+   * predecessor did not commit (a failed transaction, or the rest of a
+   * block cut short) writes nothing, so what is on disk is always the
+   * batches of the session up to some point, never one with a gap before it.
+   * The promise resolves after the durable commit: `false` if the block's
+   * condition failed, rejected if its transaction failed.
+   */
+  function issue(puts: Put[]): Promise<boolean> {
+    const expected = tip;
+    const number = ++tip;
+    const write = (): void => {
+      for (const put of puts) {
+        if (put.value === undefined) void put.db.remove(put.key);
+        else void put.db.put(put.key, put.value);
+      }
+      void dbs.meta.put(TIP_KEY, encodeTip(number));
+    };
+    if (!chained) {
+      chained = true;
+      return dbs.meta.batch(write);
+    }
+    return dbs.meta.ifVersion(TIP_KEY, expected, write);
+  }
+
+  /**
+   * Checks every operation of the batch against the applied view of its
+   * entity, moves that view, and lists the batch's writes, all on the main
+   * thread and before anything is handed to lmdb-js. The applied view of a
+   * dirty or in-flight entity is in the cache (such entities never leave
+   * it); any other entity's checkpointed head, read here, is the whole
+   * truth, because this store is the environment's only writer.
+   */
+  function stage(ops: CommitOp[]): Staged {
+    const staged: Staged = {
+      ops,
+      outcomes: new Array<ShardchartError | undefined>(ops.length),
+      applied: new Array<Applied | undefined>(ops.length),
+      cleaned: [],
+      puts: [],
+    };
+    const { outcomes, applied, puts } = staged;
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i] as CommitOp;
       if (op.kind === 'dead-letter') {
         const n = nextDeadLetter++;
-        dbs.deadLetters.putSync(deadLetterKey(n), op.value);
-        dbs.deadLetterIndex.putSync(
-          deadLetterIndexKey(op.entity.prefix, n),
-          EMPTY,
-        );
+        puts.push({
+          db: dbs.deadLetters,
+          key: deadLetterKey(n),
+          value: op.value,
+        });
+        puts.push({
+          db: dbs.deadLetterIndex,
+          key: deadLetterIndexKey(op.entity.prefix, n),
+          value: EMPTY,
+        });
         continue;
       }
       if (op.kind === 'checkpoint') {
-        applyCheckpoint(cleaned);
+        stageCheckpoint(staged);
         continue;
       }
       // Checks first: they only read, so a failure (conflict, corrupt
-      // record) rejects this operation alone. Puts follow and never throw by
-      // design; if one does, the whole batch aborts.
+      // record) rejects this operation alone, before anything moved.
       let state: EntityState;
       let saveSnapshot: boolean;
       try {
@@ -357,8 +476,10 @@ export function createCommitter(
       const prefix = op.entity.prefix;
       if (op.kind === 'write' && op.record !== undefined) {
         const pos = nextPos++;
+        // The record is not touched again once handed to lmdb-js, which
+        // reads it from this buffer on its write thread.
         setLogPrev(op.record, state.head as number);
-        dbs.log.putSync(logKey(pos), op.record);
+        puts.push({ db: dbs.log, key: logKey(pos), value: op.record });
         state.head = pos;
         state.lastSeq = (state.lastSeq as number) + op.entryCount;
         if (op.wakeAt !== undefined) state.wake = op.wakeAt;
@@ -366,7 +487,7 @@ export function createCommitter(
         recordsSinceCheckpoint++;
       }
       if (saveSnapshot && op.snapshot !== undefined) {
-        dbs.snapshots.putSync(prefix, op.snapshot.value);
+        puts.push({ db: dbs.snapshots, key: prefix, value: op.snapshot.value });
         state.snapshotSeq = op.snapshot.seq;
       }
       state.inFlight++;
@@ -376,42 +497,53 @@ export function createCommitter(
         lastSeq: state.lastSeq as number,
       };
     }
+    return staged;
   }
 
   /**
    * Writes where every dirty entity's chain starts and its wake-up change,
-   * and records that the databases reflect the log up to here, all in this
-   * transaction: after a crash, only the log past it needs replaying.
+   * and records that the databases reflect the log up to here, in this
+   * batch: after a crash, only the log past it needs replaying. The applied
+   * view includes batches still in flight; their records commit with or
+   * before this one (see `issue`), so the heads written match the log up to
+   * the position recorded.
    */
-  function applyCheckpoint(cleaned: [EntityState, number][]): void {
+  function stageCheckpoint(staged: Staged): void {
     checkpointQueued = false;
     for (const state of cache.dirty) {
-      const prefix = encodeEntity(state.key, recovery.prefixBytesMax).prefix;
-      dbs.heads.putSync(
-        prefix,
-        encodeHead({
+      const prefix = encodeEntity(state.key, options.prefixBytesMax).prefix;
+      staged.puts.push({
+        db: dbs.heads,
+        key: prefix,
+        value: encodeHead({
           head: state.head as number,
           lastSeq: state.lastSeq as number,
           damaged: state.damaged,
         }),
-      );
-      if (state.wake === null) dbs.wakeups.removeSync(prefix);
-      else if (state.wake !== undefined) {
-        dbs.wakeups.putSync(prefix, encodeRecord(state.wake));
+      });
+      if (state.wake === null) {
+        staged.puts.push({ db: dbs.wakeups, key: prefix, value: undefined });
+      } else if (state.wake !== undefined) {
+        staged.puts.push({
+          db: dbs.wakeups,
+          key: prefix,
+          value: encodeRecord(state.wake),
+        });
       }
-      cleaned.push([state, state.version]);
+      staged.cleaned.push([state, state.version]);
     }
-    dbs.meta.putSync(
-      META_KEY,
-      encodeMeta({ format: FORMAT, checkpoint: nextPos - 1 }),
-    );
+    staged.puts.push({
+      db: dbs.meta,
+      key: META_KEY,
+      value: encodeMeta({ format: FORMAT, checkpoint: nextPos - 1 }),
+    });
     recordsSinceCheckpoint = 0;
   }
 
   /**
    * Fills in the applied view of an entity the cache does not know. It is
-   * clean (dirty entities never leave the cache), so its checkpointed head,
-   * read inside the write transaction, is the whole truth.
+   * clean (dirty entities never leave the cache), so its checkpointed head
+   * is the whole truth.
    */
   function known(state: EntityState, entity: EncodedEntity): EntityState {
     if (state.lastSeq === undefined || state.head === undefined) {
@@ -434,12 +566,7 @@ export function createCommitter(
     return state.snapshotSeq;
   }
 
-  function succeed(
-    batch: CommitOp[],
-    outcomes: (ShardchartError | undefined)[],
-    applied: (Applied | undefined)[],
-    cleaned: [EntityState, number][],
-  ): void {
+  function succeed({ ops, outcomes, applied, cleaned }: Staged): void {
     for (const done of applied) {
       if (done === undefined) continue;
       done.state.committedHead = done.head;
@@ -450,37 +577,44 @@ export function createCommitter(
       // A write applied after the checkpoint keeps the entity dirty.
       if (state.version === version) cache.markClean(state);
     }
-    for (const done of applied) if (done !== undefined) cache.settled(done.state);
-    for (let i = 0; i < batch.length; i++) {
+    for (const done of applied)
+      if (done !== undefined) cache.settled(done.state);
+    for (let i = 0; i < ops.length; i++) {
       const outcome = outcomes[i];
-      const op = batch[i] as CommitOp;
+      const op = ops[i] as CommitOp;
       if (outcome === undefined) op.resolve();
       else op.reject(outcome);
     }
   }
 
+  /**
+   * Rejects the batch. The memory state moved with it (and with the batches
+   * queued after it, which cannot commit either, see `issue`), so it no
+   * longer matches the disk: the store refuses everything from here on,
+   * and opening it again rebuilds the state from what is durable.
+   */
   function fail(
     batch: CommitOp[],
-    outcomes: (ShardchartError | undefined)[],
-    applied: (Applied | undefined)[],
+    staged: Staged | undefined,
     cause: unknown,
   ): void {
-    for (const done of applied) if (done !== undefined) done.state.inFlight--;
+    if (staged !== undefined) {
+      for (const done of staged.applied) {
+        if (done !== undefined) done.state.inFlight--;
+      }
+    }
     const message = cause instanceof Error ? cause.message : String(cause);
-    const fatal = broken !== undefined;
     for (let i = 0; i < batch.length; i++) {
       const op = batch[i] as CommitOp;
       const entity = op.kind === 'checkpoint' ? undefined : op.entity;
       op.reject(
-        outcomes[i] ??
+        staged?.outcomes[i] ??
           new StoreError(
             'STORE_FAILED',
-            fatal
-              ? `An LMDB commit failed (${message}), so what is on disk is uncertain; this ${op.kind} was not written. Close the store and open it again (the system restarts from what is durable), and check the disk.`
-              : `The LMDB transaction holding this ${op.kind}${entity === undefined ? '' : ` of entity ${quote(entity.key)}`} failed (${message}); nothing of it was written. Retry the operation; if it keeps failing, check the disk and the map size (mapSizeBytes).`,
+            `An LMDB commit failed (${message}), so the store no longer knows what is on disk; this ${op.kind}${entity === undefined ? '' : ` of entity ${quote(entity.key)}`} may or may not have been written. Close the store and open it again (the system restarts from what is durable), and check the disk and the map size (mapSizeBytes).`,
             {
               cause,
-              retryable: !fatal,
+              retryable: false,
               details: entity === undefined ? {} : { key: entity.key },
             },
           ),
@@ -513,7 +647,9 @@ export function createCommitter(
   return {
     enqueue,
     drain() {
-      if (pending.length === 0 && inFlight === 0) return Promise.resolve();
+      if (pending.length === 0 && inFlight === 0 && settling === 0) {
+        return Promise.resolve();
+      }
       return new Promise((resolve) => idle.push(resolve));
     },
     checkpoint() {
@@ -522,6 +658,23 @@ export function createCommitter(
       });
     },
   };
+}
+
+/**
+ * The reason behind a failed lmdb-js commit. lmdb-js rejects the commit's
+ * writes with a generic error whose `commitError` promise rejects with the
+ * system error (EIO, ENOSPC, ...); that promise must be handled here, or it
+ * would end the process as an unhandled rejection.
+ */
+async function commitError(cause: unknown): Promise<unknown> {
+  const detail = (cause as { commitError?: unknown } | undefined)?.commitError;
+  if (!(detail instanceof Promise)) return cause;
+  try {
+    await detail;
+    return cause;
+  } catch (error) {
+    return error ?? cause;
+  }
 }
 
 /** The checkpointed head of an entity; `{ 0, 0 }` when it has none. */
@@ -533,6 +686,26 @@ export function readHead(
   return bytes === undefined
     ? { head: 0, lastSeq: 0 }
     : decodeHead(bytes, entity.key);
+}
+
+/**
+ * The batch tip left on disk, or 0 when there is none or it does not hold
+ * a batch number (a damaged tip only means the first batch of the session,
+ * which does not check it, writes a valid one).
+ */
+function readTip(dbs: LmdbDatabases): number {
+  const bytes = dbs.meta.get(TIP_KEY);
+  if (bytes?.length !== TIP_BYTES) return 0;
+  const tip = new Float64Array(
+    Uint8Array.from(bytes).buffer,
+    0,
+    1,
+  )[0] as number;
+  return Number.isSafeInteger(tip) && tip >= 0 ? tip : 0;
+}
+
+function encodeTip(tip: number): Uint8Array {
+  return new Uint8Array(Float64Array.of(tip).buffer);
 }
 
 /** Seq of the stored snapshot, -1 for none. A corrupt one may be replaced. */

@@ -3,8 +3,9 @@
  * and its last seq, so a write checks its expected seq with a map lookup
  * and links its log record without a read.
  *
- * Two views are kept. The applied view (`lastSeq`, `head`) moves inside the
- * write transaction, in commit order, and is what the next write builds on.
+ * Two views are kept. The applied view (`lastSeq`, `head`) moves when a
+ * batch is formed, in commit order, and is what the next write builds on;
+ * it runs ahead of the disk by the batches in flight.
  * The committed view (`committedLastSeq`, `committedHead`) moves when a
  * transaction has committed, and is what reads use: a read transaction
  * cannot see a record that is not committed yet.
@@ -40,7 +41,7 @@ export interface EntityState {
   dirty: boolean;
   /** Bumped by every applied change, so a checkpoint can tell it is stale. */
   version: number;
-  /** Operations applied in transactions that have not settled yet. */
+  /** Operations in batches that have not settled yet. */
   inFlight: number;
   /** The engine let go of the entity: drop it as soon as it is clean. */
   forgotten: boolean;
@@ -148,7 +149,8 @@ export class EntityCache {
 
   /** Drops a forgotten entity once its last write in flight settles. */
   settled(state: EntityState): void {
-    if (state.forgotten && state.inFlight === 0 && !state.dirty) this.remove(state);
+    if (state.forgotten && state.inFlight === 0 && !state.dirty)
+      this.remove(state);
   }
 
   private remove(state: EntityState): void {

@@ -13,6 +13,8 @@
  *   deadline, both written by checkpoints (`meta` holds the position they
  *   reflect); newer values live in memory (`entity-cache.ts`) and are
  *   rebuilt from the log after a crash.
+ * - `meta`: the layout version and checkpoint position, and the number of
+ *   the last batch committed (the tip that chains batches, `commit.ts`).
  * - `snapshots`, `dead-letters`, `dead-letter-index`: by entity.
  *
  * Writes go through a group commit (see `commit.ts`): concurrent writes
@@ -63,11 +65,7 @@ import {
   scanWakeups,
   type ReadContext,
 } from './reads.js';
-import {
-  damagedEntity,
-  decodeSnapshot,
-  encodeLogRecord,
-} from './records.js';
+import { damagedEntity, decodeSnapshot, encodeLogRecord } from './records.js';
 
 export type { LmdbStoreOptions } from './options.js';
 
@@ -131,25 +129,18 @@ export function lmdbStore(options: LmdbStoreOptions): Store {
         throw error;
       }
       prefixBytesMax = keyBytesMax;
-      committer = createCommitter(
-        opened,
-        cache,
-        {
-          prefixBytesMax: keyBytesMax,
-          rebuild: () => rebuild(opened, cache, keyBytesMax),
-        },
-        {
-          sync: settings.sync,
-          commitOpsMax: settings.commitOpsMax,
-          pendingOpsMax: settings.pendingOpsMax,
-          commitsInFlightMax: defaults.commitsInFlightMax,
-          checkpointRecords: settings.checkpointRecords,
-          forgottenDirtyMax: defaults.forgottenDirtyMax,
-          nextDeadLetter,
-          nextPos: replayed.nextPos,
-          recordsSinceCheckpoint: replayed.recordsSinceCheckpoint,
-        },
-      );
+      committer = createCommitter(opened, cache, {
+        prefixBytesMax: keyBytesMax,
+        commitOpsMax: settings.commitOpsMax,
+        pendingOpsMax: settings.pendingOpsMax,
+        commitsInFlightMax: defaults.commitsInFlightMax,
+        splitOpsMin: defaults.splitOpsMin,
+        checkpointRecords: settings.checkpointRecords,
+        forgottenDirtyMax: defaults.forgottenDirtyMax,
+        nextDeadLetter,
+        nextPos: replayed.nextPos,
+        recordsSinceCheckpoint: replayed.recordsSinceCheckpoint,
+      });
       dbs = opened;
     }
     return dbs;
@@ -243,8 +234,8 @@ export function lmdbStore(options: LmdbStoreOptions): Store {
       assertWrite(write);
       return enqueue((settle) => {
         const target = entity(write.key);
-        // Encoded here, outside the write lock; the transaction only links
-        // the record into the entity's chain.
+        // Encoded here; forming the batch only links the record into the
+        // entity's chain.
         const hasRecord =
           write.entries.length > 0 || write.wakeAt !== undefined;
         return {
@@ -338,7 +329,8 @@ export function lmdbStore(options: LmdbStoreOptions): Store {
             // A checkpoint on the way out spares the next open the replay.
             // If it fails, the log still holds everything: only the replay
             // on the next open gets longer, so closing goes on.
-            if (cache.dirty.size > 0) await queue.checkpoint().catch(() => undefined);
+            if (cache.dirty.size > 0)
+              await queue.checkpoint().catch(() => undefined);
             await queue.drain();
           }
           if (opened !== undefined) await opened.env.close();

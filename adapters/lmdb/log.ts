@@ -5,18 +5,13 @@
  * Every entity write is one log record under the next log position; each
  * record points to the entity's previous one. The heads database says where
  * each entity's chain started as of the last checkpoint; records past the
- * checkpoint are replayed into memory on open (and after an aborted batch),
- * which bounds the work by `checkpointRecords`.
+ * checkpoint are replayed into memory on open, which bounds the work by
+ * `checkpointRecords`.
  */
 import { StoreError, isShardchartError } from '../../src/errors.js';
 import type { EntityKey, JournalEntry } from '../../src/persistence/types.js';
 import type { EntityCache } from './entity-cache.js';
-import {
-  FORMAT,
-  META_KEY,
-  readHead,
-  type LmdbDatabases,
-} from './commit.js';
+import { FORMAT, META_KEY, readHead, type LmdbDatabases } from './commit.js';
 import { decodeLogKey, encodeEntity, logKey, quote } from './keys.js';
 import {
   decodeLogRecord,
@@ -157,8 +152,7 @@ export function* walkJournal(
   let expected: number | undefined;
   for (let i = positions.length - 1; i >= 0; i--) {
     const at = positions[i] as number;
-    const record =
-      decoded?.[i] ?? readRecord(dbs(), key, at);
+    const record = decoded?.[i] ?? readRecord(dbs(), key, at);
     if (expected !== undefined && record.firstSeq !== expected) {
       throw broken(
         key,

@@ -55,11 +55,16 @@ export const defaults = {
    */
   forgottenDirtyMax: 1_000,
   /**
-   * Transactions handed to lmdb-js at once. A second one is queued while
-   * the first is being committed, and lmdb-js may fold both into one LMDB
-   * commit; see `commit.ts`.
+   * Batches handed to lmdb-js and not committed yet, at most: a second is
+   * handed over while the first is being committed, and lmdb-js commits it
+   * right after; see `commit.ts`.
    */
   commitsInFlightMax: 2,
+  /**
+   * Writes a batch needs, at least, to be split in two halves when nothing
+   * is being committed, so two groups of callers take turns on the disk.
+   */
+  splitOpsMin: 8,
   /** Entries, wake-ups or entities read per read transaction while streaming. */
   readChunkMax: 256,
   /** `readDeadLetters` limit when the caller gives none. */
@@ -148,6 +153,11 @@ export function openDatabases(settings: Settings): LmdbDatabases {
       ...(settings.sync
         ? { overlappingSync: false }
         : { noSync: true, overlappingSync: false }),
+      // Each batch is one explicit block of writes (see `commit.ts`), so
+      // lmdb-js need not gather a turn's writes into a block of its own,
+      // whose commit promise nobody would hold: a failed commit would
+      // reject it unhandled and end the process.
+      eventTurnBatching: false,
       ...(settings.mapSizeBytes === undefined
         ? {}
         : { mapSize: settings.mapSizeBytes }),

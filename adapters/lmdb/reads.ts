@@ -170,11 +170,7 @@ export async function* scanEntities(
     yield current.key;
     dbs = context.session();
     if (order <= 0 && journalNext !== undefined) {
-      journalNext = firstFrom(
-        dbs.heads,
-        'heads',
-        after(journalNext.prefix),
-      );
+      journalNext = firstFrom(dbs.heads, 'heads', after(journalNext.prefix));
     }
     if (order >= 0 && snapshotNext !== undefined) {
       snapshotNext = firstFrom(

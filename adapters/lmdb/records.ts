@@ -48,7 +48,7 @@ export interface LogRecord {
 
 /**
  * Encodes a log record: `[8 bytes prev][entity prefix][frame]`. The
- * previous-record pointer is filled in inside the write transaction (see
+ * previous-record pointer is filled in when the write joins a batch (see
  * {@link setLogPrev}); the frame's CRC covers the rest of the record. The
  * prefix is in clear so that a record whose frame is damaged can still be
  * attributed to its entity, and the damage kept to that entity.
@@ -65,7 +65,9 @@ export function encodeLogRecord(
       ? { k: [key.type, key.id], s: firstSeq, e: entries }
       : { k: [key.type, key.id], s: firstSeq, e: entries, w: wakeAt },
   );
-  const value = Buffer.allocUnsafe(LOG_PREV_BYTES + prefix.length + frame.length);
+  const value = Buffer.allocUnsafe(
+    LOG_PREV_BYTES + prefix.length + frame.length,
+  );
   prefix.copy(value, LOG_PREV_BYTES);
   value.set(frame, LOG_PREV_BYTES + prefix.length);
   return value;
@@ -109,7 +111,12 @@ export function decodeLogRecord(
   const clear = peekLogRecord(bytes);
   const where = { db: 'log', key: expected ?? clear?.key, seq: undefined, pos };
   if (clear === undefined) {
-    throw corrupt(where, 'its header is cut short or does not parse', undefined, 'truncated');
+    throw corrupt(
+      where,
+      'its header is cut short or does not parse',
+      undefined,
+      'truncated',
+    );
   }
   const value = decodeStored(bytes.subarray(clear.frameOffset), where);
   if (
