@@ -43,7 +43,9 @@
  *     npm init -y && npm install @deepkit/workflow@1.0.19
  *
  * or point SHARDCHART_BENCH_PEERS at any directory whose node_modules has
- * it. Without it the row is skipped with the reason.
+ * it (also looked for: .shardchart/bench-deps, where bench/README.md puts
+ * Moleculer). Without it, or if it fails, the row is skipped with the
+ * reason.
  */
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -304,6 +306,7 @@ function deepkitPlaces(): string[] {
   const env = process.env.SHARDCHART_BENCH_PEERS;
   if (env) places.push(env);
   places.push(
+    join(repoRoot, '.shardchart', 'bench-deps'),
     join(repoRoot, '..', 'bench-peers', 'deepkit'),
     join(repoRoot, '..', 'bench-peers'),
   );
@@ -565,13 +568,24 @@ export async function workflow(ctx: BenchContext): Promise<Section> {
     durability: 'every journal entry fsynced (sync: true)',
     open: () => openShardchart('benchWorkflow', workflowRound, ctx),
   };
-  const deepkit = loadDeepkit();
+  const loaded = loadDeepkit();
+  let deepkit: string | undefined =
+    typeof loaded === 'string' ? loaded : undefined;
   const subjects: Subject[] = [workflowSubject, machineOnLmdb, plainMachine];
-  if (typeof deepkit !== 'string') subjects.push(deepkitSubject(deepkit));
+  if (typeof loaded !== 'string') subjects.push(deepkitSubject(loaded));
   const runs: Measured[][] = subjects.map(() => []);
   for (let round = 0; round < ctx.rounds; round++) {
     for (const [i, subject] of subjects.entries()) {
-      runs[i]!.push(await measure(subject, ctx));
+      try {
+        runs[i]!.push(await measure(subject, ctx));
+      } catch (err) {
+        // A peer library that installs but fails at run time (another
+        // version, another Node) costs its row, not the others'.
+        if (i !== 3) throw err;
+        deepkit = `@deepkit/workflow failed: ${(err as Error).message}`;
+        subjects.pop();
+        runs.pop();
+      }
       ctx.gc();
     }
   }
@@ -597,16 +611,16 @@ export async function workflow(ctx: BenchContext): Promise<Section> {
         .join(' / '),
     ];
   });
-  if (typeof deepkit === 'string')
+  if (deepkit !== undefined)
     rows.push([
       '@deepkit/workflow',
-      'skipped',
+      'skipped: see below',
       '-',
       '-',
       '-',
       '-',
       '-',
-      deepkit,
+      '-',
     ]);
   return {
     title: `workflow: ${IN_FLIGHT.toLocaleString('en-US')} instances in flight, ${STEPS_PER_INSTANCE} steps each (${ROUNDS} rounds of action, data write, state change, wait for an event), ${ctx.seconds} s per subject, median of ${ctx.rounds} interleaved rounds`,
@@ -624,7 +638,7 @@ export async function workflow(ctx: BenchContext): Promise<Section> {
     notes: [
       "instance latency: trigger to done, including the driver waiting to see each round's wait before sending its GO; the in-memory subjects never wait for I/O, so an instance runs from trigger to done within one turn of the event loop and its latency is its own CPU time, while a durable instance waits for each journal write together with the others in flight",
       'journal entries/instance: what one finished instance left in its journal, each a durable write that the next step of the same instance waits for (entries of different instances share commits)',
-      typeof deepkit === 'string'
+      deepkit !== undefined
         ? `@deepkit/workflow skipped: ${deepkit}`
         : '@deepkit/workflow: listeners carry hand-set reflection data instead of running @deepkit/type-compiler (see the file header)',
     ],
