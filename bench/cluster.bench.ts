@@ -27,14 +27,21 @@
  *   Without it the row is skipped with the reason.
  *
  * Run: `npm run bench -- cluster [--seconds S]`; BENCH_CLUSTER_PARTS picks
- * parts (consumers, lmdb, nats, moleculer, cluster, cluster32, failover).
+ * parts (consumers, lmdb, nats, moleculer, cluster, cluster32, failover);
+ * BENCH_NODE_FLAGS adds Node flags to the node processes (`--cpu-prof
+ * --cpu-prof-dir=/tmp/prof` to profile them); BENCH_NODE_LOG_DIR keeps
+ * their info-level logs.
  *
  * Every subject runs the same counter machine over 1,000 entities: a warm-up
  * (every entity activated, then 2 s of load), then closed loop (64 senders,
  * each sending and waiting) for events/s, then open loop: sends scheduled at
  * a fixed 1,000 events/s to random entities, whatever the answers do, with
  * each latency measured from its scheduled time, so a stall shows up in
- * every send it delays (no coordinated omission).
+ * every send it delays (no coordinated omission); meanwhile a separate idle
+ * Node process measures how late its 1 ms timer fires, which is what the
+ * machine's scheduling alone adds to any wait on a shared machine. Last,
+ * open loop at a tenth of the rate: the latency of a send when nothing
+ * queues.
  *
  * Failover: on the cluster, under a steady closed-loop load (16 senders, so
  * no backlog builds up), SIGKILL one node; measure until the survivors
@@ -43,7 +50,7 @@
  * for the shards to spread again.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -81,6 +88,10 @@ const FAILOVER_TRIALS = 3;
 const P99_BAR_MS = 10;
 /** Concurrent senders (closed loop) while a node is killed. */
 const FAILOVER_SENDERS = 16;
+/** A send around a kill slower than this is listed by entity. */
+const SLOW_SEND_MS = 10_000;
+/** BENCH_NODE_LOG_DIR: the node processes log at info level into `<dir>/<nodeId>.log`. */
+const logDir = process.env.BENCH_NODE_LOG_DIR;
 /** USER_HZ of /proc/<pid>/stat on Linux. */
 const CLOCK_TICKS = 100;
 /**
@@ -127,12 +138,18 @@ interface Measured {
   /** CPU time per event of the closed-loop run, by role (µs), when /proc tells. */
   cpu: Record<string, number> | undefined;
   open: OpenLoop;
+  /** Timer lateness of an idle process during the open loop (ms). */
+  idleLag: { p99: number; max: number };
+  /** Open loop at a tenth of the rate. */
+  light: OpenLoop;
 }
 
 interface Failover {
   failoverMs: number;
   longestWaitMs: number;
   errors: number;
+  /** Sends around the kill that waited longer than SLOW_SEND_MS. */
+  slow: string[];
 }
 
 interface OpenLoop {
@@ -154,7 +171,7 @@ const progress = (line: string): void =>
   void process.stderr.write(`  [cluster] ${line}\n`);
 
 /** Runs `SENDERS` loops for `seconds`, each sending to a random entity and waiting. */
-async function closedLoop(
+export async function closedLoop(
   send: Send,
   seconds: number,
   seed: number,
@@ -188,7 +205,7 @@ async function closedLoop(
  * Open loop: send `i` is due at `start + i / perSecond`, whatever earlier
  * sends are doing; each latency runs from that due time.
  */
-function openLoop(
+export function openLoop(
   send: Send,
   perSecond: number,
   seconds: number,
@@ -273,14 +290,24 @@ async function measure(
             ((after[role]! - before[role]!) / events) * 1e6,
           ]),
         );
+  const noise = timerLateness(seconds);
   const open = await openLoop(
     subject.send,
     OFFERED_PER_SECOND,
     seconds,
     seed + 3,
   );
+  const idleLag = await noise;
+  // The same offered load at a tenth of the rate: what one send costs when
+  // nothing queues.
+  const light = await openLoop(
+    subject.send,
+    OFFERED_PER_SECOND / 10,
+    seconds,
+    seed + 4,
+  );
   progress(
-    `${subject.name}: ${int(closed.perSecond)} events/s closed loop; open loop p50 ${ms(open.p50)} p99 ${ms(open.p99)}${cpu === undefined ? '' : `; CPU per event ${formatCpu(cpu)}`}`,
+    `${subject.name}: ${int(closed.perSecond)} events/s closed loop; open loop p50 ${ms(open.p50)} p99 ${ms(open.p99)} (an idle process's 1 ms timer meanwhile late by p99 ${ms(idleLag.p99)}, max ${ms(idleLag.max)}); at ${int(OFFERED_PER_SECOND / 10)} events/s p50 ${ms(light.p50)} p99 ${ms(light.p99)}${cpu === undefined ? '' : `; CPU per event ${formatCpu(cpu)}`}`,
   );
   return {
     name: subject.name,
@@ -289,7 +316,41 @@ async function measure(
     closedP99: closed.p99,
     cpu,
     open,
+    idleLag,
+    light,
   };
+}
+
+/**
+ * How late a 1 ms timer fires in a separate, otherwise idle Node process
+ * over `seconds`: what the machine's scheduling alone adds to any wait (the
+ * machine may be shared), measured while the open loop runs.
+ */
+function timerLateness(seconds: number): Promise<{ p99: number; max: number }> {
+  const script = `
+    const lags = []; let last = performance.now(); const end = last + ${seconds * 1_000};
+    const tick = () => {
+      const now = performance.now(); lags.push(now - last - 1); last = now;
+      if (now < end) return setTimeout(tick, 1);
+      lags.sort((a, b) => a - b);
+      process.stdout.write(JSON.stringify({ p99: lags[Math.floor(0.99 * (lags.length - 1))], max: lags[lags.length - 1] }));
+    };
+    setTimeout(tick, 1);`;
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['-e', script], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => (out += chunk));
+    child.once('exit', () => {
+      try {
+        resolve(JSON.parse(out) as { p99: number; max: number });
+      } catch {
+        resolve({ p99: Number.NaN, max: Number.NaN });
+      }
+    });
+  });
 }
 
 /** CPU seconds (user + system) used so far by each role's processes, from /proc; undefined elsewhere. */
@@ -383,6 +444,8 @@ function spawnNode(
   const child = spawn(
     process.execPath,
     [
+      // Extra Node flags for the node processes, e.g. `--cpu-prof`.
+      ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
       '--import',
       'tsx',
       '--conditions=shardchart-source',
@@ -400,7 +463,7 @@ function spawnNode(
       '--lease-ttl',
       String(LEASE_TTL_MS),
       '--log-level',
-      'error',
+      logDir === undefined ? 'error' : 'info',
     ],
     { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -409,6 +472,8 @@ function spawnNode(
   child.stderr?.on('data', (chunk: string) => {
     stderr = (stderr + chunk).slice(-20_000);
   });
+  if (logDir !== undefined)
+    child.stderr?.pipe(createWriteStream(join(logDir, `${nodeId}.log`)));
   return { nodeId, child, stderr: () => stderr };
 }
 
@@ -614,7 +679,7 @@ interface RunningCluster {
 }
 
 /** Spawns the node processes, waits until they serve every shard, connects a client node here. */
-async function startCluster(
+export async function startCluster(
   url: string,
   natsPid: number,
   shards: number,
@@ -676,7 +741,18 @@ async function startCluster(
     shards,
     async stop() {
       await running.stop();
-      for (const node of nodes) node.child.kill('SIGKILL');
+      // SIGTERM: the nodes leave (and write a --cpu-prof profile); SIGKILL
+      // whoever has not exited within 10 s.
+      await Promise.all(
+        nodes.map(async ({ child }) => {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          const exited = new Promise((r) => child.once('exit', r));
+          child.kill('SIGTERM');
+          const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+          await exited;
+          clearTimeout(timer);
+        }),
+      );
       await nc.close();
     },
   };
@@ -699,6 +775,7 @@ async function failover(
   const victim = alive.shift()!;
   let killedAt = Number.POSITIVE_INFINITY;
   let longestWaitMs = 0;
+  const slow: string[] = [];
   let errors = 0;
   let running = true;
   // A steady closed-loop load: it never builds a backlog, so what is
@@ -708,14 +785,20 @@ async function failover(
     Array.from({ length: FAILOVER_SENDERS }, async () => {
       while (running) {
         const started = performance.now();
+        const entity = Math.floor(random() * ENTITIES);
         try {
-          await cluster.subject.send(Math.floor(random() * ENTITIES));
+          await cluster.subject.send(entity);
         } catch {
           errors++;
         }
         // Sends that were in flight at the kill, or started after it.
         if (performance.now() >= killedAt) {
-          longestWaitMs = Math.max(longestWaitMs, performance.now() - started);
+          const waited = performance.now() - started;
+          longestWaitMs = Math.max(longestWaitMs, waited);
+          if (waited > SLOW_SEND_MS)
+            slow.push(
+              `c-${entity} sent ${int(started - killedAt)} ms after the kill waited ${int(waited)} ms`,
+            );
         }
       }
     }),
@@ -752,7 +835,9 @@ async function failover(
   progress(
     `failover ${trial + 1}: ${int(failoverMs)} ms until the survivors served all shards; longest wait ${int(longestWaitMs)} ms`,
   );
-  return { failoverMs, longestWaitMs, errors };
+  if (slow.length > 0)
+    progress(`failover ${trial + 1}: slow sends: ${slow.join('; ')}`);
+  return { failoverMs, longestWaitMs, errors, slow };
 }
 
 // -------------------------------------------------------------------- run
@@ -959,7 +1044,10 @@ function report(
     ms(r.open.max),
     int(r.open.achieved),
     ms(r.open.issueLagP99),
+    ms(r.idleLag.p99),
     String(r.open.errors),
+    ms(r.light.p50),
+    ms(r.light.p99),
   ]);
   for (const r of results) {
     if (r.cpu !== undefined)
@@ -967,11 +1055,11 @@ function report(
   }
   for (const [i, f] of failovers.entries()) {
     notes.push(
-      `failover ${i + 1} (${SHARDS} shards, ${FAILOVER_SENDERS} senders in closed loop): SIGKILL of a node to all its shards consumed by the survivors ${int(f.failoverMs)} ms (lease TTL ${LEASE_TTL_MS} ms); longest wait of one event ${int(f.longestWaitMs)} ms; failed sends ${f.errors}`,
+      `failover ${i + 1} (${SHARDS} shards, ${FAILOVER_SENDERS} senders in closed loop): SIGKILL of a node to all its shards consumed by the survivors ${int(f.failoverMs)} ms (lease TTL ${LEASE_TTL_MS} ms); longest wait of one event ${int(f.longestWaitMs)} ms; failed sends ${f.errors}${f.slow.length > 0 ? `; over ${int(SLOW_SEND_MS)} ms: ${f.slow.join('; ')}` : ''}`,
     );
   }
   return {
-    title: `cluster: ${ENTITIES.toLocaleString('en-US')} entities, counter machine; closed loop ${SENDERS} senders ${seconds} s (events/s, p50, p99, CPU µs per event over all processes); open loop ${OFFERED_PER_SECOND.toLocaleString('en-US')} events/s ${seconds} s (latency from the scheduled send time); one private nats-server with JetStream`,
+    title: `cluster: ${ENTITIES.toLocaleString('en-US')} entities, counter machine; closed loop ${SENDERS} senders ${seconds} s (events/s, p50, p99, CPU µs per event over all processes); open loop ${OFFERED_PER_SECOND.toLocaleString('en-US')} events/s ${seconds} s (latency from the scheduled send time; issue lag: how late this process issued sends; idle timer lag: how late a 1 ms timer fired in an idle process meanwhile, the machine's own scheduling delay), then open loop at a tenth of the rate; one private nats-server with JetStream`,
     header: [
       'subject',
       'events/s',
@@ -984,7 +1072,10 @@ function report(
       'open max',
       'open answered/s',
       'issue lag p99',
+      'idle timer lag p99',
       'errors',
+      `at ${OFFERED_PER_SECOND / 10}/s p50`,
+      `at ${OFFERED_PER_SECOND / 10}/s p99`,
     ],
     rows,
     bars:
