@@ -179,6 +179,8 @@ export interface CommitLimits {
   readonly checkpointRecords: number;
   /** Dirty entities the engine let go of that trigger a checkpoint. */
   readonly forgottenDirtyMax: number;
+  /** A commit not decided after this long fails, and breaks the store. */
+  readonly commitTimeoutMs: number;
 }
 
 /** The commit queue of one store. */
@@ -362,14 +364,14 @@ export function createCommitter(
     if (failure === undefined) {
       try {
         staged = stage(batch);
-        const committed = await issue(staged.puts);
-        if (!committed) {
-          failure = new Error(
-            'a batch queued before this one did not commit, or another process wrote the environment',
-          );
-        }
+        failure = await withTimeout(
+          outcome(issue(staged.puts)),
+          options.commitTimeoutMs,
+        );
       } catch (cause) {
-        failure = (await commitError(cause)) ?? new Error('LMDB commit failed');
+        // `stage` threw (a read failed): the memory state may have moved
+        // for part of the batch, so the store cannot go on either.
+        failure = cause ?? new Error('LMDB batch failed');
       }
       if (failure !== undefined) broken ??= failure;
     }
@@ -658,6 +660,49 @@ export function createCommitter(
       });
     },
   };
+}
+
+/**
+ * What became of a batch handed to lmdb-js: `undefined` when it committed,
+ * else the reason it did not.
+ */
+async function outcome(committed: Promise<boolean>): Promise<unknown> {
+  try {
+    return (await committed)
+      ? undefined
+      : new Error(
+          'a batch queued before this one did not commit, or another process wrote the environment',
+        );
+  } catch (cause) {
+    return (await commitError(cause)) ?? new Error('LMDB commit failed');
+  }
+}
+
+/**
+ * `decided`, or a failure once `timeoutMs` have passed: lmdb-js leaves a
+ * commit's promise pending for good when its write transaction cannot even
+ * begin (an environment LMDB marked as failed), and a caller must not wait
+ * forever on that.
+ */
+function withTimeout(
+  decided: Promise<unknown>,
+  timeoutMs: number,
+): Promise<unknown> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<unknown>((resolve) => {
+    timer = setTimeout(
+      () =>
+        resolve(
+          new Error(
+            `the commit did not finish within ${timeoutMs} ms (commitTimeoutMs)`,
+          ),
+        ),
+      timeoutMs,
+    );
+    // A stalled commit alone does not keep the process alive.
+    timer.unref();
+  });
+  return Promise.race([decided, expired]).finally(() => clearTimeout(timer));
 }
 
 /**

@@ -136,6 +136,7 @@ export function lmdbStore(options: LmdbStoreOptions): Store {
         commitsInFlightMax: defaults.commitsInFlightMax,
         splitOpsMin: defaults.splitOpsMin,
         checkpointRecords: settings.checkpointRecords,
+        commitTimeoutMs: settings.commitTimeoutMs,
         forgottenDirtyMax: defaults.forgottenDirtyMax,
         nextDeadLetter,
         nextPos: replayed.nextPos,

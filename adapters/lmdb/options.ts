@@ -41,6 +41,15 @@ export interface LmdbStoreOptions {
    * many records are replayed on open. Default 10,000.
    */
   readonly checkpointRecords?: number;
+  /**
+   * How long one commit may take before the store gives up on it. A commit
+   * that never finishes (a hung disk, or an LMDB environment that failed
+   * in a way lmdb-js does not report) then fails its writes with a
+   * non-retryable `STORE_FAILED` and the store refuses everything until it
+   * is opened again, instead of leaving its callers waiting forever. Such a
+   * write may still reach the disk later. Default 60,000 ms.
+   */
+  readonly commitTimeoutMs?: number;
 }
 
 /** Defaults of the lmdb adapter's limits, in one place. */
@@ -49,6 +58,7 @@ export const defaults = {
   pendingOpsMax: 100_000,
   cachedEntitiesMax: 100_000,
   checkpointRecords: 10_000,
+  commitTimeoutMs: 60_000,
   /**
    * Passivated entities still waiting for a checkpoint that trigger one, so
    * their memory is released soon after the engine lets go of them.
@@ -80,6 +90,7 @@ export interface Settings {
   readonly pendingOpsMax: number;
   readonly cachedEntitiesMax: number;
   readonly checkpointRecords: number;
+  readonly commitTimeoutMs: number;
 }
 
 /** Checks the options; a bad one is a `ConfigError` naming it. */
@@ -135,6 +146,7 @@ export function validate(options: LmdbStoreOptions): Settings {
       'checkpointRecords',
       defaults.checkpointRecords,
     ),
+    commitTimeoutMs: positive('commitTimeoutMs', defaults.commitTimeoutMs),
   };
 }
 

@@ -1,5 +1,5 @@
 /**
- * A commit that fails for real, not a mocked one.
+ * Commits that fail or stall for real, not mocked ones.
  *
  * Goal: when LMDB cannot commit (here: the data file may not grow), the
  * write fails with a non-retryable `STORE_FAILED`, so does every write
@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { lmdbStore } from '../../adapters/lmdb/index.js';
+import { isShardchartError } from '../../src/errors.js';
 import type { JournalEntry } from '../../src/persistence/types.js';
 import {
   CYCLES,
@@ -65,6 +66,46 @@ function runWorker(path: string): Promise<{
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/**
+ * Starts a process that opens the environment at `path` and holds its write
+ * lock (LMDB's lock is shared between processes) for `holdMs`; resolves
+ * once the lock is held, with a promise of the process's exit.
+ */
+function holdWriteLock(
+  path: string,
+  holdMs: number,
+): Promise<{ exited: Promise<number | null> }> {
+  const script = [
+    `import { open } from 'lmdb';`,
+    `import { writeSync } from 'node:fs';`,
+    `const env = open({ path: ${JSON.stringify(path)}, noSubdir: false, maxDbs: 8, overlappingSync: false });`,
+    `env.transactionSync(() => {`,
+    `  writeSync(1, 'locked\\n');`,
+    `  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${holdMs});`,
+    `});`,
+    `await env.close();`,
+  ].join('\n');
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--input-type=module', '-e', script],
+      { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    const exited = new Promise<number | null>((done) => {
+      child.on('close', (code) => done(code));
+    });
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('locked')) resolve({ exited });
+    });
+    child.on('error', reject);
+    void exited.then((code) =>
+      reject(new Error(`lock holder exited (${code}) first: ${stderr}`)),
+    );
   });
 }
 
@@ -147,6 +188,56 @@ describe('lmdb failure', () => {
       );
     } finally {
       await store.close();
+    }
+  });
+
+  it('commit - a commit that does not finish within commitTimeoutMs fails with a typed error instead of hanging; acknowledged writes survive', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shardchart-lmdb-stall-'));
+    dirs.push(dir);
+    const path = join(dir, 'db');
+    const key = keyOf(0);
+    const entry = (seq: number) => ({ seq, at: 0, event: { type: 'E', n: seq } });
+    const store = lmdbStore({ path, commitTimeoutMs: 300 });
+    await store.open();
+    await store.write({ key, expectedSeq: 0, entries: [entry(1)] });
+
+    // Another process holds the environment's write lock: our commit
+    // cannot begin, as with a hung disk.
+    const holder = await holdWriteLock(path, 2_000);
+    const startedAt = Date.now();
+    const stalled = await store
+      .write({ key, expectedSeq: 1, entries: [entry(2)] })
+      .then(() => undefined, (error: unknown) => error);
+    expect(Date.now() - startedAt).toBeLessThan(1_900);
+    expect(stalled).toMatchObject({ code: 'STORE_FAILED', retryable: false });
+    expect(isShardchartError(stalled)).toBe(true);
+    await expect(
+      store.write({ key, expectedSeq: 1, entries: [entry(2)] }),
+    ).rejects.toMatchObject({ code: 'STORE_FAILED', retryable: false });
+    expect(await holder.exited).toBe(0);
+    await store.close();
+
+    // The stalled write was never acknowledged; it may have reached the
+    // disk once the lock was released. Either way the journal is whole and
+    // the store takes writes again after reopening.
+    const reopened = lmdbStore({ path });
+    try {
+      await reopened.open();
+      const lastSeq = await reopened.journal.lastSeq(key);
+      expect([1, 2]).toContain(lastSeq);
+      const entries = [];
+      for await (const e of reopened.journal.read(key, 1)) entries.push(e);
+      expect(entries.map((e) => e.seq)).toEqual(
+        Array.from({ length: lastSeq }, (_, n) => n + 1),
+      );
+      await reopened.write({
+        key,
+        expectedSeq: lastSeq,
+        entries: [entry(lastSeq + 1)],
+      });
+      expect(await reopened.journal.lastSeq(key)).toBe(lastSeq + 1);
+    } finally {
+      await reopened.close();
     }
   });
 });

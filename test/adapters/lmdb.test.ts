@@ -107,6 +107,7 @@ describe('lmdb store', () => {
         { path, sync: 'yes' },
         { path, mapSizeBytes: 12 },
         { path, commitOpsMax: 0 },
+        { path, commitTimeoutMs: 1.5 },
       ]) {
         let thrown: unknown;
         try {
