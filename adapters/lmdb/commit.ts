@@ -223,7 +223,7 @@ const EMPTY = new Uint8Array(0);
  * committed batch, as 8 bytes holding a float64 in the machine's byte
  * order, which is how lmdb-js's write thread reads a version to compare.
  */
-export const TIP_KEY = Buffer.from('tip');
+const TIP_KEY = Buffer.from('tip');
 const TIP_BYTES = 8;
 
 export function createCommitter(
