@@ -84,7 +84,8 @@ const OFFERED_PER_SECOND = 1_000;
 const NODES = 3;
 const SHARDS = 256;
 const LEASE_TTL_MS = 2_000;
-const FAILOVER_TRIALS = 3;
+/** Kills in the failover part (BENCH_FAILOVER_TRIALS, default 3). */
+const FAILOVER_TRIALS = Number(process.env.BENCH_FAILOVER_TRIALS ?? 3);
 const P99_BAR_MS = 10;
 /** Concurrent senders (closed loop) while a node is killed. */
 const FAILOVER_SENDERS = 16;
