@@ -47,9 +47,13 @@
  * refuses every operation with a non-retryable `STORE_FAILED` until it is
  * closed and opened again, which rebuilds the state from what is durable.
  * This replaces the child transaction's abort, which let the store go on
- * after a failed batch. `test/adapters/lmdb-failure.test.ts` fails commits
- * for real (a file size limit) and checks that the disk holds exactly the
- * acknowledged writes.
+ * after a failed batch. A commit lmdb-js never decides (its transaction
+ * cannot begin, as after LMDB marks the environment failed) counts as
+ * failed after `commitTimeoutMs`; such a write may still reach the disk,
+ * but it was never acknowledged. `test/adapters/lmdb-failure.test.ts`
+ * fails commits for real (a file size limit), checks that the disk holds
+ * exactly the acknowledged writes, and stalls one (another process holds
+ * the write lock).
  *
  * What "durable" means with lmdb-js 3.5 (read in its README, `write.js`,
  * `src/writer.cpp` and the bundled `mdb.c`): the environment runs without
