@@ -298,6 +298,10 @@ export class ClusterNode implements ShardHost {
 
   // ---------------------------------------------------------------- ShardHost
 
+  ownsShard(shard: number): boolean {
+    return this.coordinator?.owns(shard) ?? false;
+  }
+
   apply(message: SendMessage): Promise<EntityState> {
     const core = this.core;
     if (core === undefined)

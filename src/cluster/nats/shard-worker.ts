@@ -11,6 +11,19 @@
  * after the previous owner's ack wait. A previous owner that is still running
  * (paused past its lease) loses its consumer with it, and its store writes are
  * refused by fencing, so it cannot apply those events a second time.
+ *
+ * The consumer keeps its state in the server's memory (`mem_storage`), not
+ * in a file: with a file, nats-server 2.9 rewrites each consumer's state
+ * file (open, write, close) after every delivery and every ack, up to ten
+ * times a second per consumer, and with a consumer per shard that was about
+ * half of the server's CPU at 1,000 events/s over 256 shards
+ * (bench/cluster.bench.ts: about 600 µs of server CPU per event against 300
+ * with memory state). Nothing is lost by it: the stream is a work queue, so
+ * what the consumer acknowledged is gone from the stream and what it did
+ * not is still there, and every new owner recreates the consumer anyway.
+ * Only a restart of the nats-server loses the consumer itself; the worker
+ * then creates it again (see `watch`), and the new consumer delivers every
+ * message not yet acknowledged.
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import {
@@ -40,6 +53,8 @@ import type { Subjects } from '../subjects.js';
 export interface ShardHost {
   /** Applies an event on this node (throws NOT_OWNER when the shard is not ours). */
   apply(message: SendMessage): Promise<EntityState>;
+  /** True while this node holds the shard with a valid lease. */
+  ownsShard(shard: number): boolean;
   /** Answers a query on this node. */
   query(
     message: QueryMessage,
@@ -90,14 +105,7 @@ export class ShardWorker {
       if (!/not found|10014/i.test(String((error as Error).message ?? error)))
         throw error;
     }
-    await this.jsm.consumers.add(this.subjects.stream, {
-      durable_name: name,
-      filter_subject: this.subjects.shard(this.shard),
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: this.ackWaitMs * 1_000_000,
-      max_ack_pending: this.inFlightMax,
-    });
+    await this.createConsumer();
     if (this.stopped) return;
     this.querySub = this.nc.subscribe(this.subjects.query(this.shard), {
       callback: (err, msg) => {
@@ -105,11 +113,94 @@ export class ShardWorker {
         void this.answerQuery(msg.data).then((bytes) => msg.respond(bytes));
       },
     });
-    const consumer = await this.js.consumers.get(this.subjects.stream, name);
-    this.messages = await consumer.consume({
+    await this.consume();
+  }
+
+  private async createConsumer(): Promise<void> {
+    await this.jsm.consumers.add(this.subjects.stream, {
+      durable_name: this.subjects.consumer(this.shard),
+      filter_subject: this.subjects.shard(this.shard),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: this.ackWaitMs * 1_000_000,
+      max_ack_pending: this.inFlightMax,
+      // State in memory: see the header.
+      mem_storage: true,
+    });
+  }
+
+  private async consume(): Promise<void> {
+    const consumer = await this.js.consumers.get(
+      this.subjects.stream,
+      this.subjects.consumer(this.shard),
+    );
+    if (this.stopped) return;
+    const messages = await consumer.consume({
       max_messages: Math.min(this.inFlightMax, 512),
     });
-    this.loop = this.run(this.messages);
+    if (this.stopped) {
+      // stop() ran meanwhile and had nothing to close yet.
+      await messages.close().catch(() => undefined);
+      return;
+    }
+    this.messages = messages;
+    const loop = this.run(messages);
+    const before = this.loop;
+    this.loop =
+      before === undefined
+        ? loop
+        : Promise.all([before, loop]).then(() => undefined);
+    void this.watch(messages);
+  }
+
+  /**
+   * Creates the consumer again when it disappears while this node still
+   * owns the shard: a restarted nats-server does not keep consumers whose
+   * state is in memory. (A consumer deleted by a new owner also ends up
+   * here, but then this node no longer holds the shard's lease.)
+   */
+  private async watch(messages: ConsumerMessages): Promise<void> {
+    try {
+      for await (const status of messages.status()) {
+        if (this.stopped || this.messages !== messages) return;
+        if (
+          (status.type === 'consumer_not_found' ||
+            status.type === 'consumer_deleted') &&
+          this.host.ownsShard(this.shard)
+        ) {
+          await this.recreate(messages);
+          return;
+        }
+      }
+    } catch {
+      // The status feed ends with the consumer's messages.
+    }
+  }
+
+  private async recreate(old: ConsumerMessages): Promise<void> {
+    this.host.log(
+      'warn',
+      { shard: this.shard },
+      'the shard consumer is gone (the NATS server restarted?); creating it again',
+    );
+    this.messages = undefined;
+    await old.close().catch(() => undefined);
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        await this.createConsumer();
+        await this.consume();
+        return;
+      } catch (error) {
+        this.host.log(
+          'warn',
+          { shard: this.shard, err: error },
+          'could not create the shard consumer again; retrying',
+        );
+        await new Promise((r) =>
+          setTimeout(r, Math.min(2_000, 100 * 2 ** attempt)),
+        );
+      }
+    }
   }
 
   private async run(messages: ConsumerMessages): Promise<void> {
