@@ -951,7 +951,7 @@ export async function cluster(ctx: BenchContext): Promise<Section> {
 
 /**
  * What one message costs the nats-server in a work-queue stream with one
- * filtered pull consumer per shard, as the cluster's events stream has,
+ * filtered pull consumer per shard (state in memory), as the cluster's events stream has,
  * for a few consumer counts: 64 publishers, each consumer acknowledging at
  * once. Measured here because the cluster's cost depends on it.
  */
@@ -976,6 +976,8 @@ async function consumerCost(url: string, natsPid: number): Promise<string[]> {
           filter_subject: `wq${consumers}.${c}`,
           ack_policy: AckPolicy.Explicit,
           max_ack_pending: 256,
+          // As the cluster's shard consumers (src/cluster/nats/shard-worker.ts).
+          mem_storage: true,
         });
         const feed = await (
           await js.consumers.get(stream, `c${c}`)
