@@ -29,7 +29,6 @@ import { StoreError, isShardchartError } from '../../src/errors.js';
 import type {
   EntityKey,
   EntityWrite,
-  JournalEntry,
   Store,
   StoredSnapshot,
 } from '../../src/persistence/types.js';
@@ -44,7 +43,6 @@ import {
 import { EntityCache } from './entity-cache.js';
 import {
   assert,
-  describe,
   encodeEntity,
   isAssertionError,
   type EncodedEntity,
@@ -66,6 +64,7 @@ import {
   type ReadContext,
 } from './reads.js';
 import { damagedEntity, decodeSnapshot, encodeLogRecord } from './records.js';
+import { checkSnapshot, checkWrite } from '../../src/persistence/contract.js';
 
 export type { LmdbStoreOptions } from './options.js';
 
@@ -363,46 +362,11 @@ function encodeSnapshot(snapshot: StoredSnapshot): EncodedSnapshot {
 }
 
 function assertSnapshot(snapshot: StoredSnapshot): void {
-  assert(
-    typeof snapshot === 'object' &&
-      snapshot !== null &&
-      snapshot.v === 1 &&
-      Number.isSafeInteger(snapshot.seq) &&
-      snapshot.seq >= 0,
-    () =>
-      `snapshot must be a version-1 StoredSnapshot with a seq, got ${describe(snapshot)}`,
-  );
+  checkSnapshot(snapshot, assert);
 }
 
-/** The caller's side of the write contract; breaking it is a bug. */
 function assertWrite(write: EntityWrite): void {
-  const { expectedSeq, entries, snapshot, wakeAt } = write;
-  assert(
-    Number.isSafeInteger(expectedSeq) && expectedSeq >= 0,
-    () =>
-      `expectedSeq must be a non-negative integer, got ${describe(expectedSeq)}`,
-  );
-  for (let i = 0; i < entries.length; i++) {
-    const seq = (entries[i] as JournalEntry).seq;
-    assert(
-      seq === expectedSeq + 1 + i,
-      () =>
-        `entries must be consecutive from expectedSeq + 1 = ${expectedSeq + 1}, but entry ${i} has seq ${describe(seq)}`,
-    );
-  }
-  if (snapshot !== undefined) {
-    assertSnapshot(snapshot);
-    assert(
-      snapshot.seq <= expectedSeq + entries.length,
-      () =>
-        `snapshot seq ${snapshot.seq} is past the last entry of the write (${expectedSeq + entries.length})`,
-    );
-  }
-  assert(
-    wakeAt === undefined || wakeAt === null || Number.isFinite(wakeAt),
-    () =>
-      `wakeAt must be a finite number, null or undefined, got ${describe(wakeAt)}`,
-  );
+  checkWrite(write, assert);
 }
 
 /**

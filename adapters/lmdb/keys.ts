@@ -12,6 +12,13 @@
  */
 import { InvalidInputError } from '../../src/errors.js';
 import type { EntityKey } from '../../src/persistence/types.js';
+import {
+  assertFor,
+  describeValue as describe,
+  isAssertionError,
+  quote,
+  type Assert,
+} from '../../src/persistence/contract.js';
 
 const SEQ_BYTES = 8;
 const TWO_POW_32 = 0x1_0000_0000;
@@ -173,34 +180,6 @@ function writeSeq(target: Buffer, offset: number, seq: number): void {
 }
 
 /** Programmer-error check: a broken invariant fails loudly with its values. */
-export function assert(
-  condition: boolean,
-  message: () => string,
-): asserts condition {
-  if (!condition) {
-    const error = new Error(`shardchart lmdb adapter: ${message()}`);
-    error.name = 'AssertionError';
-    throw error;
-  }
-}
+export const assert: Assert = assertFor('lmdb');
 
-/** True for errors thrown by {@link assert}. */
-export function isAssertionError(error: unknown): boolean {
-  return error instanceof Error && error.name === 'AssertionError';
-}
-
-/** Short printable form of a value for error messages. */
-export function describe(value: unknown): string {
-  try {
-    const text = JSON.stringify(value);
-    if (text === undefined) return String(value);
-    return text.length > 120 ? `${text.slice(0, 117)}...` : text;
-  } catch {
-    return String(value);
-  }
-}
-
-/** `'type/id'` with quotes, as error messages show entity keys. */
-export function quote(key: EntityKey): string {
-  return `'${key.type}/${key.id}'`;
-}
+export { isAssertionError, describe, quote };

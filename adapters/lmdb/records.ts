@@ -5,8 +5,9 @@
  * StoreError naming the entity and the record: corrupt data is never
  * loaded silently and never crashes the process.
  */
-import { decodeRecord, encodeRecord } from '../../src/codec/index.js';
-import { StoreError, isShardchartError } from '../../src/errors.js';
+import { encodeRecord } from '../../src/codec/index.js';
+import { StoreError } from '../../src/errors.js';
+import { decodeStored as decodeRecordOrCorrupt } from '../../src/persistence/contract.js';
 import type {
   DeadLetter,
   EntityKey,
@@ -304,18 +305,9 @@ export function corruptKey(db: string, bytes: Uint8Array): StoreError {
 }
 
 function decodeStored(bytes: Uint8Array, where: RecordLocation): unknown {
-  try {
-    return decodeRecord(bytes);
-  } catch (cause) {
-    const detail = isShardchartError(cause) ? cause.details?.reason : undefined;
-    const reason =
-      typeof detail === 'string'
-        ? detail
-        : isShardchartError(cause)
-          ? cause.code
-          : 'decoder-threw';
-    throw corrupt(where, `decoding failed (${reason})`, cause, reason);
-  }
+  return decodeRecordOrCorrupt(bytes, (problem, cause, reason) =>
+    corrupt(where, problem, cause, reason),
+  );
 }
 
 function corrupt(

@@ -46,7 +46,6 @@ import { StoreError } from '../../src/errors.js';
 import type {
   ClusterBinding,
   EntityWrite,
-  JournalEntry,
   Store,
   StoredSnapshot,
 } from '../../src/persistence/types.js';
@@ -66,6 +65,7 @@ import { encodeDeadLetter } from './records.js';
 import { streamBytes } from './scan.js';
 import { publish, type Session } from './session.js';
 import { runSave, runWrite } from './writes.js';
+import { checkSnapshot, checkWrite } from '../../src/persistence/contract.js';
 
 export type { NatsStoreOptions } from './options.js';
 
@@ -348,44 +348,9 @@ export function natsStore(options: NatsStoreOptions = {}): Store {
 }
 
 function assertSnapshot(snapshot: StoredSnapshot): void {
-  assert(
-    typeof snapshot === 'object' &&
-      snapshot !== null &&
-      snapshot.v === 1 &&
-      Number.isSafeInteger(snapshot.seq) &&
-      snapshot.seq >= 0,
-    () =>
-      `snapshot must be a version-1 StoredSnapshot with a seq, got ${describe(snapshot)}`,
-  );
+  checkSnapshot(snapshot, assert);
 }
 
-/** The caller's side of the write contract; breaking it is a bug. */
 function assertWrite(write: EntityWrite): void {
-  const { expectedSeq, entries, snapshot, wakeAt } = write;
-  assert(
-    Number.isSafeInteger(expectedSeq) && expectedSeq >= 0,
-    () =>
-      `expectedSeq must be a non-negative integer, got ${describe(expectedSeq)}`,
-  );
-  for (let i = 0; i < entries.length; i++) {
-    const seq = (entries[i] as JournalEntry).seq;
-    assert(
-      seq === expectedSeq + 1 + i,
-      () =>
-        `entries must be consecutive from expectedSeq + 1 = ${expectedSeq + 1}, but entry ${i} has seq ${describe(seq)}`,
-    );
-  }
-  if (snapshot !== undefined) {
-    assertSnapshot(snapshot);
-    assert(
-      snapshot.seq <= expectedSeq + entries.length,
-      () =>
-        `snapshot seq ${snapshot.seq} is past the last entry of the write (${expectedSeq + entries.length})`,
-    );
-  }
-  assert(
-    wakeAt === undefined || wakeAt === null || Number.isFinite(wakeAt),
-    () =>
-      `wakeAt must be a finite number, null or undefined, got ${describe(wakeAt)}`,
-  );
+  checkWrite(write, assert);
 }

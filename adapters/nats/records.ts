@@ -5,8 +5,9 @@
  * one of our subjects, or one filed under the wrong subject is reported as
  * `STORE_CORRUPT` instead of being loaded, and never crashes the process.
  */
-import { decodeRecord, encodeRecord } from '../../src/codec/index.js';
-import { StoreError, isShardchartError } from '../../src/errors.js';
+import { encodeRecord } from '../../src/codec/index.js';
+import { StoreError } from '../../src/errors.js';
+import { decodeStored as decodeRecordOrCorrupt } from '../../src/persistence/contract.js';
 import type {
   DeadLetter,
   EntityKey,
@@ -195,18 +196,9 @@ export function journalGap(
 }
 
 function decodeStored(bytes: Uint8Array, where: RecordLocation): unknown {
-  try {
-    return decodeRecord(bytes);
-  } catch (cause) {
-    const detail = isShardchartError(cause) ? cause.details?.reason : undefined;
-    const reason =
-      typeof detail === 'string'
-        ? detail
-        : isShardchartError(cause)
-          ? cause.code
-          : 'decoder-threw';
-    throw corrupt(where, `decoding failed (${reason})`, cause, reason);
-  }
+  return decodeRecordOrCorrupt(bytes, (problem, cause, reason) =>
+    corrupt(where, problem, cause, reason),
+  );
 }
 
 function corrupt(
