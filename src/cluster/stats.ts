@@ -7,6 +7,11 @@ export interface ClusterStats {
   messagesInvalid: number;
   /** Sends this node routed into the cluster. */
   eventsRouted: number;
+  /**
+   * Sends published again after twice the lease TTL without an answer (an
+   * owner died between its ack and its answer, or the answer was lost).
+   */
+  eventsResent: number;
   /** Shards this node handed over gracefully. */
   handoffs: number;
   /** Shards this node lost without a handoff (lease lapsed, taken over). */

@@ -383,6 +383,7 @@ export class ClusterNode implements ShardHost {
       ownedShards: this.workers.size,
       messagesInvalid: this.counters.messagesInvalid,
       eventsRouted: this.router.stats.sent,
+      eventsResent: this.router.stats.resends,
       handoffs: this.counters.handoffs,
       shardsLost: this.counters.shardsLost,
     };

@@ -33,6 +33,8 @@ interface Pending {
   resolve(state: EntityState): void;
   reject(error: Error): void;
   timer: unknown;
+  /** A send's next re-publish (see `Router.send`). */
+  resend?: ReturnType<typeof setTimeout>;
 }
 
 /** Errors of the NATS client that mean "try again shortly". */
@@ -56,7 +58,7 @@ export class Router {
   readonly replySubject: string;
   private readonly publisher: StreamPublisher;
   closed = false;
-  stats = { sent: 0, repliesInvalid: 0, publishRetries: 0 };
+  stats = { sent: 0, repliesInvalid: 0, publishRetries: 0, resends: 0 };
 
   constructor(
     private readonly nc: NatsConnection,
@@ -91,11 +93,10 @@ export class Router {
           return;
         }
         if (reply.cid === undefined) return;
-        const pending = this.pending.get(reply.cid);
-        // A late answer (after a timeout) or a second one (after failover) is dropped.
+        // A late answer (after a timeout) or a second one (after failover
+        // or a re-publish) is dropped.
+        const pending = this.take(reply.cid);
         if (!pending) return;
-        this.pending.delete(reply.cid);
-        this.clock.clearTimeout(pending.timer);
         if (reply.ok) pending.resolve(reply.state as EntityState);
         else pending.reject(fromWireError(reply.error));
       },
@@ -141,7 +142,7 @@ export class Router {
     const subject = this.subjects.shard(this.shard(type, id));
     return new Promise<EntityState>((resolve, reject) => {
       const timer = this.clock.setTimeout(() => {
-        this.pending.delete(cid);
+        this.take(cid);
         reject(
           new TimeoutError(
             `No answer for the event "${event.type}" to ${type}/${id} within ${waitMs} ms; it may still be applied. Retry with the same eventId to be safe.`,
@@ -151,7 +152,8 @@ export class Router {
           ),
         );
       }, waitMs);
-      this.pending.set(cid, { resolve, reject, timer });
+      const pending: Pending = { resolve, reject, timer };
+      this.pending.set(cid, pending);
       this.stats.sent++;
       // The message id makes a retried publish of this very send a no-op for
       // the stream; a caller's own retry (a new send, same eventId) is a new
@@ -163,7 +165,48 @@ export class Router {
         deadline,
         cid,
       );
+      // No answer for a while: publish again under a new message id (same
+      // eventId, same cid). An owner that acked the event and died before
+      // its answer left, or an answer lost with a connection, would
+      // otherwise cost the whole send timeout; the entity's applied event
+      // ids answer the repeat as a duplicate, and the first answer wins.
+      let attempt = 0;
+      const resend = (): void => {
+        if (this.pending.get(cid) !== pending || this.closed) return;
+        attempt++;
+        this.stats.resends++;
+        void this.publish(
+          subject,
+          data,
+          `${this.replySubject}/${cid}/${attempt}`,
+          deadline,
+          cid,
+        );
+        pending.resend = setTimeout(resend, this.resendMs);
+        pending.resend.unref();
+      };
+      pending.resend = setTimeout(resend, this.resendMs);
+      pending.resend.unref();
     });
+  }
+
+  /** Removes a pending request and stops its timers; undefined when it is settled already. */
+  private take(cid: number): Pending | undefined {
+    const pending = this.pending.get(cid);
+    if (pending === undefined) return undefined;
+    this.pending.delete(cid);
+    this.clock.clearTimeout(pending.timer);
+    if (pending.resend !== undefined) clearTimeout(pending.resend);
+    return pending;
+  }
+
+  /**
+   * How long a send waits for an answer before it publishes again: twice the
+   * lease TTL, so a failover (a lease lapsing, a new owner consuming) has
+   * had its time first, and at least 2 s.
+   */
+  private get resendMs(): number {
+    return Math.max(2_000, 2 * this.options.leaseTtlMs);
   }
 
   private async publish(
@@ -190,10 +233,8 @@ export class Router {
           this.clock.now() + delay >= deadline ||
           this.closed
         ) {
-          const pending = this.pending.get(cid);
+          const pending = this.take(cid);
           if (!pending) return;
-          this.pending.delete(cid);
-          this.clock.clearTimeout(pending.timer);
           pending.reject(
             new ClusterError(
               'CLUSTER_UNAVAILABLE',
@@ -269,10 +310,6 @@ export class Router {
       'The node stopped before the answer arrived; the event may still be applied. Retry with the same eventId.',
       { retryable: true },
     );
-    for (const [cid, pending] of this.pending) {
-      this.pending.delete(cid);
-      this.clock.clearTimeout(pending.timer);
-      pending.reject(error);
-    }
+    for (const cid of [...this.pending.keys()]) this.take(cid)?.reject(error);
   }
 }

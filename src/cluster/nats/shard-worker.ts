@@ -82,6 +82,8 @@ export class ShardWorker {
   private messages: ConsumerMessages | undefined;
   private querySub: Subscription | undefined;
   private inFlight = 0;
+  /** `replyTo#cid` of the sends this worker is applying now (see `handle`). */
+  private readonly applying = new Set<string>();
   private idle: (() => void)[] = [];
   private stopped = false;
   private loop: Promise<void> | undefined;
@@ -238,14 +240,34 @@ export class ShardWorker {
       m.term();
       return;
     }
+    // A router publishes a send again when its answer is late (see
+    // Router.send). While this node still applies the first copy, the
+    // repeat is dropped here: the first copy's answer settles the send, and
+    // the entity's dedupe window need not cover a long mailbox.
+    const sendKey =
+      message.replyTo !== undefined && message.cid !== undefined
+        ? `${message.replyTo}#${message.cid}`
+        : undefined;
+    if (sendKey !== undefined) {
+      if (this.applying.has(sendKey)) {
+        m.ack();
+        return;
+      }
+      this.applying.add(sendKey);
+    }
+    const done = (): void => {
+      if (sendKey !== undefined) this.applying.delete(sendKey);
+    };
     this.inFlight++;
     this.host.apply(message).then(
       (state) => {
+        done();
         this.reply(message, { k: 'reply', cid: message.cid, ok: true, state });
         m.ack();
         this.settle();
       },
       (error: unknown) => {
+        done();
         if (handOver(error)) {
           // Not ours (any more) or stopping: the next owner applies and answers it.
           m.nak();
