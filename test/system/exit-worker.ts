@@ -32,7 +32,7 @@ const ref = system.entity('machine', 'm-1');
 await ref.send({ type: 'GO' });
 if (mode === 'wait-timer') {
   const s = await ref.waitFor((st) => st.value === 'c', { timeoutMs: 10_000 });
-  writeSync(1, `reached ${String(s.value)}\n`);
+  writeSync(1, `reached ${JSON.stringify(s.value)}\n`);
   await system.stop();
   writeSync(1, 'stopped\n');
 } else if (mode === 'idle') {

@@ -29,7 +29,7 @@ function run(mode: string): Promise<{ code: number | null; stdout: string; stder
 describe('process exit', () => {
   it('exit - awaiting waitFor on an after timer, then stop(): the process stays up until both settle and exits 0', async () => {
     const r = await run('wait-timer');
-    expect(r.stdout, r.stderr).toBe('reached c\nstopped\n');
+    expect(r.stdout, r.stderr).toBe('reached "c"\nstopped\n');
     expect(r.code, r.stderr).toBe(0);
   });
 
