@@ -55,6 +55,9 @@ export class ClusterNode implements ShardHost {
   readonly router: Router;
   readonly limits: { bytesMax: number; depthMax: number };
   private readonly workers = new Map<number, ShardWorker>();
+  /** Acquired shards whose timers are still to be loaded (see `loadWakeupsOf`). */
+  private readonly wakeupShards = new Set<number>();
+  private wakeupScan: Promise<void> | undefined;
   private core: SystemCore | undefined;
   private coordinator: Coordinator | undefined;
   private ingress: Ingress | undefined;
@@ -257,17 +260,50 @@ export class ClusterNode implements ShardHost {
       this.workers.delete(shard);
       throw error;
     });
-    void core
-      .loadWakeups(
-        (key) => this.shardOf(key) === shard && this.workers.has(shard),
-      )
-      .catch((error: unknown) =>
-        this.logger.error(
-          { shard, err: error },
-          'could not load the timer index of the shard',
-        ),
-      );
+    this.loadWakeupsOf(shard);
     return started;
+  }
+
+  /**
+   * Arms the timers of an acquired shard's entities from the store's timer
+   * index. The index is scanned whole (it is not partitioned by shard), so
+   * the shards acquired together (at start, or a dead node's many shards at
+   * failover) share one scan instead of one each; shards acquired while a
+   * scan runs wait for the next.
+   */
+  private loadWakeupsOf(shard: number): void {
+    this.wakeupShards.add(shard);
+    if (this.wakeupScan !== undefined) return;
+    this.wakeupScan = (async () => {
+      // Let the rest of a burst of acquisitions join this scan.
+      await new Promise((r) => setTimeout(r, 20));
+      let delay = 250;
+      while (
+        this.wakeupShards.size > 0 &&
+        this.core !== undefined &&
+        !this.stopping
+      ) {
+        const shards = new Set(this.wakeupShards);
+        this.wakeupShards.clear();
+        try {
+          await this.core.loadWakeups((key) => {
+            const s = this.shardOf(key);
+            return shards.has(s) && this.workers.has(s);
+          });
+          delay = 250;
+        } catch (error) {
+          this.logger.error(
+            { shards: [...shards], err: error },
+            'could not load the timer index of the shards; retrying',
+          );
+          for (const s of shards) if (this.workers.has(s)) this.wakeupShards.add(s);
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(delay * 2, 5_000);
+        }
+      }
+    })().finally(() => {
+      this.wakeupScan = undefined;
+    });
   }
 
   /** Graceful handoff: finish what was taken, passivate the shard's entities, then let go. */
