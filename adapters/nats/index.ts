@@ -42,6 +42,7 @@
  * expected-sequence check keeps a retry from applying twice. Every request
  * has a deadline (`requestTimeoutMs`).
  */
+import type { Logger } from 'pino';
 import { StoreError } from '../../src/errors.js';
 import type {
   ClusterBinding,
@@ -92,6 +93,7 @@ export type { NatsStoreOptions } from './options.js';
 export function natsStore(options: NatsStoreOptions = {}): Store {
   const settings = validate(options);
   let binding: ClusterBinding | undefined;
+  let systemLogger: Logger | undefined;
   let current: Session | undefined;
   let opening: Promise<Session> | undefined;
   let closing: Promise<void> | undefined;
@@ -108,7 +110,10 @@ export function natsStore(options: NatsStoreOptions = {}): Store {
   function session(): Promise<Session> {
     if (closing !== undefined) return Promise.reject(closedError());
     if (current !== undefined) return Promise.resolve(current);
-    opening ??= openSession(settings, binding).then(
+    opening ??= openSession(
+      { ...settings, logger: settings.logger ?? systemLogger },
+      binding,
+    ).then(
       (opened) => {
         current = opened;
         return opened;
@@ -199,6 +204,10 @@ export function natsStore(options: NatsStoreOptions = {}): Store {
         }
         return session().then(() => undefined);
       });
+    },
+
+    useLogger(logger) {
+      systemLogger = logger;
     },
 
     joinCluster(joined) {

@@ -47,7 +47,10 @@ export interface NatsStoreOptions {
   readonly monitorUrls?: string | readonly string[];
   /** Replicas of the streams and buckets the store creates (1 to 5). Default 1. */
   readonly replicas?: number;
-  /** Where warnings go. Default: a pino logger at level `warn`. */
+  /**
+   * Where warnings go. Default: the actor system's logger (a store used
+   * outside a system: a pino logger at level `warn`).
+   */
   readonly logger?: Logger;
   /**
    * How long a request to the server (a publish acknowledgement, a read)

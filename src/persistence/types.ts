@@ -4,6 +4,7 @@
  * themselves. Every adapter runs the shared conformance suite in
  * `test/adapters/conformance.ts`.
  */
+import type { Logger } from 'pino';
 
 /** Identifies one entity: its type and id (and later its tenant). */
 export interface EntityKey {
@@ -247,6 +248,12 @@ export interface Store {
    * part in a cluster leave it out, and createActorSystem refuses them then.
    */
   joinCluster?(binding: ClusterBinding): void;
+  /**
+   * Hands the store the system's logger (a child with the system's name),
+   * which a store created without a logger of its own writes its warnings
+   * to. Called by createActorSystem before `open()`. Optional.
+   */
+  useLogger?(logger: Logger): void;
   /** Flushes pending writes and releases the storage. Idempotent. */
   close(): Promise<void>;
   /** Approximate bytes used on disk (or in memory). */

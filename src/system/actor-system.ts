@@ -582,6 +582,7 @@ export async function createActorSystem<TEntities extends Record<string, EntityD
   } else if (!store.durable) {
     core.log.warn({ store: store.kind }, `store "${store.kind}" is not durable: acknowledged events can be lost in a crash`);
   }
+  store.useLogger?.(core.log.child({ store: store.kind }));
   try {
     await store.open();
   } catch (error) {

@@ -24,6 +24,8 @@ import {
 } from '../../adapters/nats/sync-check.js';
 import { encodeRecord } from '../../src/codec/index.js';
 import { ClusterError, isShardchartError } from '../../src/errors.js';
+import { createActorSystem } from '../../src/index.js';
+import { setup } from 'xstate';
 import type {
   EntityKey,
   FenceToken,
@@ -155,6 +157,8 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 }
 
 /** A logger that keeps its records. */
+const counterMachine = setup({}).createMachine({ id: 'counter', on: { PING: {} } });
+
 function recordingLogger(): {
   logger: Logger;
   records: Record<string, unknown>[];
@@ -283,6 +287,28 @@ describe('nats store - sync safety', () => {
       );
       expect(opened.durable).toBe(true);
     });
+  });
+
+  it('sync - in an actor system, a store without a logger of its own warns through the system\'s logger', async () => {
+    const { logger, records } = recordingLogger();
+    const prefix = nextPrefix();
+    const system = await createActorSystem({
+      name: 'logs',
+      entities: { counter: counterMachine },
+      store: natsStore({ servers: server.url, prefix }),
+      logger,
+    });
+    try {
+      const warning = records.find(
+        (record) => record.level === 40 && /power failure/.test(String(record.msg)),
+      );
+      expect(warning, JSON.stringify(records)).toBeDefined();
+      expect(warning?.system).toBe('logs');
+      expect(warning?.store).toBe('nats');
+    } finally {
+      await system.stop();
+      await removeStreams(prefix);
+    }
   });
 
   it('sync - requireSyncAlways refuses to open with STORE_UNSAFE and creates nothing', async () => {
