@@ -303,6 +303,10 @@ export class ClusterNode implements ShardHost {
       }
     })().finally(() => {
       this.wakeupScan = undefined;
+      // A shard acquired after the loop's last check and before this runs.
+      const [next] = this.wakeupShards;
+      if (next !== undefined && !this.stopping && this.core !== undefined)
+        this.loadWakeupsOf(next);
     });
   }
 
