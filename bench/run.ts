@@ -1,9 +1,9 @@
 /**
  * Benchmark runner:
  * `npm run bench [scenario] [-- --seconds S --entities N --rounds R]`.
- * Scenarios: throughput, activation, heap (default: all, in that order).
- * Every figure is reported next to a plain-XState baseline measured in the
- * same run, plus the bars from issue 3. A missed bar is reported, never
+ * Scenarios: throughput, activation, heap, workflow, cluster (default: all,
+ * in that order). Every figure is reported next to a baseline measured in
+ * the same run (plain XState, peer libraries), plus the bars of the issues. A missed bar is reported, never
  * failed: benchmarks do not gate tests (STYLE.md item 15).
  */
 import { readFileSync } from 'node:fs';
@@ -135,7 +135,7 @@ async function main(): Promise<void> {
     bars.push(...section.bars);
   }
   if (bars.length > 0) {
-    console.log('\nbars (issue 3)');
+    console.log('\nbars (issues 3, 5 and 6)');
     printTable(
       ['bar', 'measured', 'target', 'result'],
       bars.map((b) => [b.name, b.measured, b.target, b.met ? 'met' : 'MISSED']),
