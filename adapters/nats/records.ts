@@ -7,7 +7,10 @@
  */
 import { encodeRecord } from '../../src/codec/index.js';
 import { StoreError } from '../../src/errors.js';
-import { decodeStored as decodeRecordOrCorrupt } from '../../src/persistence/contract.js';
+import {
+  decodeStored as decodeRecordOrCorrupt,
+  isJournalEntryAt,
+} from '../../src/persistence/contract.js';
 import type {
   DeadLetter,
   EntityKey,
@@ -65,14 +68,7 @@ export function decodeJournalMessage(
   const firstSeq = value.s as number;
   const entries = value.e as unknown[];
   for (let i = 0; i < entries.length; i++) {
-    const entry = entries[i];
-    if (
-      !isObject(entry) ||
-      entry.seq !== firstSeq + i ||
-      typeof entry.at !== 'number' ||
-      !isObject(entry.event) ||
-      typeof entry.event.type !== 'string'
-    ) {
+    if (!isJournalEntryAt(entries[i], firstSeq + i)) {
       throw corrupt(
         where,
         `its entry ${i} is not a journal entry with seq ${firstSeq + i}`,

@@ -121,3 +121,22 @@ export function decodeStored(
     throw corrupt(`decoding failed (${reason})`, cause, reason);
   }
 }
+
+/**
+ * True when a decoded value has the shape of the journal entry with `seq`:
+ * a plain object with that seq, a numeric `at` and an event with a string
+ * type. Adapters check every entry they read against it.
+ */
+export function isJournalEntryAt(entry: unknown, seq: number): boolean {
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+    return false;
+  const { seq: at, at: time, event } = entry as Record<string, unknown>;
+  return (
+    at === seq &&
+    typeof time === 'number' &&
+    typeof event === 'object' &&
+    event !== null &&
+    !Array.isArray(event) &&
+    typeof (event as Record<string, unknown>).type === 'string'
+  );
+}
