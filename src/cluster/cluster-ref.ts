@@ -17,7 +17,6 @@ import type {
   Unsubscribe,
   WaitForOptions,
 } from '../system/types.js';
-import { checkEvent, checkEventId } from '../system/validate.js';
 import { TimeoutError } from '../errors.js';
 import type { Router } from './nats/router.js';
 
@@ -94,9 +93,7 @@ export function createClusterEntityRef(
     id,
     send(event, options: SendOptions = {}) {
       try {
-        core.checkRunning();
-        checkEvent(event, core.eventLimits);
-        checkEventId(options.eventId);
+        core.checkSend(event, options.eventId);
       } catch (err) {
         return Promise.reject(toError(err));
       }

@@ -198,6 +198,13 @@ export class SystemCore implements EntityRuntime {
     }
   }
 
+  /** What every send checks first, wherever it is applied: a running system, a valid event and event id. */
+  checkSend(event: unknown, eventId: unknown): asserts eventId is string | undefined {
+    this.checkRunning();
+    checkEvent(event, this.eventLimits);
+    checkEventId(eventId);
+  }
+
   // ------------------------------------------------------ runtime callbacks
 
   hasListeners(k: string): boolean {
@@ -362,8 +369,7 @@ export class SystemCore implements EntityRuntime {
     this.checkRunning();
     this.typeOf(type);
     checkEntityId(type, id);
-    checkEvent(event, this.eventLimits);
-    checkEventId(eventId);
+    this.checkSend(event, eventId);
     return this.hostAt(this.keyString(type, id), type, id).send(event, eventId);
   }
 

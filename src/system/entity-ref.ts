@@ -4,7 +4,6 @@ import type { JournalEntry } from '../persistence/types.js';
 import type { SystemCore } from './actor-system.js';
 import { toEntityState } from './entity-state.js';
 import type { EntityRef, EntityState, SendOptions, Unsubscribe, WaitForOptions } from './types.js';
-import { checkEvent, checkEventId } from './validate.js';
 
 const symbolObservable: string | symbol = (Symbol as { observable?: symbol }).observable ?? '@@observable';
 
@@ -44,9 +43,7 @@ export function createEntityRef(core: SystemCore, type: string, id: string): Ent
     id,
     send(event, options: SendOptions = {}) {
       try {
-        core.checkRunning();
-        checkEvent(event, core.eventLimits);
-        checkEventId(options.eventId);
+        core.checkSend(event, options.eventId);
       } catch (err) {
         return Promise.reject(toError(err));
       }
