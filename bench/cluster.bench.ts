@@ -466,15 +466,22 @@ function spawnNode(
       '--log-level',
       logDir === undefined ? 'error' : 'info',
     ],
-    { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] },
+    {
+      cwd: repoRoot,
+      // With BENCH_NODE_LOG_DIR, stdout goes to the log too (--trace-gc).
+      stdio: ['ignore', logDir === undefined ? 'ignore' : 'pipe', 'pipe'],
+    },
   );
   let stderr = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (chunk: string) => {
     stderr = (stderr + chunk).slice(-20_000);
   });
-  if (logDir !== undefined)
-    child.stderr?.pipe(createWriteStream(join(logDir, `${nodeId}.log`)));
+  if (logDir !== undefined) {
+    const log = createWriteStream(join(logDir, `${nodeId}.log`));
+    child.stderr?.pipe(log);
+    child.stdout?.pipe(log);
+  }
   return { nodeId, child, stderr: () => stderr };
 }
 

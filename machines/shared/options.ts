@@ -14,17 +14,7 @@ export function checkInteger(
   min: number,
   max: number,
 ): void {
-  if (
-    typeof value !== 'number' ||
-    !Number.isInteger(value) ||
-    value < min ||
-    value > max
-  ) {
-    throw new ConfigError(
-      `${factory}: ${name} must be an integer from ${min} to ${max}; got ${JSON.stringify(value) ?? String(value)}.`,
-      { details: { option: name, value } },
-    );
-  }
+  checkRange(factory, name, value, min, max, true);
 }
 
 /** Like {@link checkInteger}, for numbers that may have a fraction. @internal */
@@ -35,14 +25,25 @@ export function checkNumber(
   min: number,
   max: number,
 ): void {
+  checkRange(factory, name, value, min, max, false);
+}
+
+function checkRange(
+  factory: string,
+  name: string,
+  value: unknown,
+  min: number,
+  max: number,
+  integer: boolean,
+): void {
   if (
     typeof value !== 'number' ||
-    !Number.isFinite(value) ||
+    !(integer ? Number.isInteger(value) : Number.isFinite(value)) ||
     value < min ||
     value > max
   ) {
     throw new ConfigError(
-      `${factory}: ${name} must be a number from ${min} to ${max}; got ${JSON.stringify(value) ?? String(value)}.`,
+      `${factory}: ${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}; got ${JSON.stringify(value) ?? String(value)}.`,
       { details: { option: name, value } },
     );
   }

@@ -36,12 +36,61 @@ export interface SendMessage {
 }
 
 /** A read of one entity on its owner (core request-reply). */
-export interface QueryMessage {
+export type QueryMessage = ReadQuery | WatchQuery;
+
+export interface ReadQuery {
   readonly k: 'query';
   readonly op: 'snapshot' | 'passivate' | 'restart' | 'isLive';
   readonly type: string;
   readonly id: string;
   readonly force?: boolean;
+}
+
+/** Bounds of a watch's `ttlMs`: a watch is renewed every ttlMs / 3. */
+const WATCH_TTL_MS_MIN = 100;
+const WATCH_TTL_MS_MAX = 60_000;
+
+/**
+ * Asks the owner to publish every new state of the entity on its shard's
+ * `state.<n>` subject for `ttlMs` (see src/cluster/nats/watch-registry.ts).
+ * The same query renews it. The answer carries the current state when the
+ * owner had no watch of this watcher yet, or when it published a state
+ * newer than `seq` (the last one the watcher got; -1 for none) that the
+ * watcher may have missed; otherwise no state, so renewing is cheap.
+ */
+export interface WatchQuery {
+  readonly k: 'query';
+  readonly op: 'watch';
+  readonly type: string;
+  readonly id: string;
+  /** Who watches: the watching node's reply subject (one per process incarnation). */
+  readonly watcher: string;
+  readonly ttlMs: number;
+  readonly seq: number;
+}
+
+/**
+ * A new state of a watched entity, published by its owner on `state.<n>`.
+ * `state` is absent when the encoded state would exceed `messageBytesMax`:
+ * the watcher then asks for it (and gets the same size error a snapshot
+ * would), rather than missing it silently.
+ */
+export interface StateMessage {
+  readonly k: 'state';
+  readonly type: string;
+  readonly id: string;
+  readonly seq: number;
+  readonly state?: EntityState;
+}
+
+/**
+ * Published by a node on `state.<n>` once it consumes shard n: watchers of
+ * the shard's entities renew their watches at once, so the new owner
+ * publishes their states from now on instead of from the next renewal.
+ */
+export interface MovedMessage {
+  readonly k: 'moved';
+  readonly shard: number;
 }
 
 /** The answer to a send or a query. */
@@ -68,9 +117,10 @@ export interface WireError {
   readonly details?: Record<string, unknown>;
 }
 
-export function encodeMessage(
-  message: SendMessage | QueryMessage | ReplyMessage,
-): Uint8Array {
+export type ClusterMessage =
+  SendMessage | QueryMessage | ReplyMessage | StateMessage | MovedMessage;
+
+export function encodeMessage(message: ClusterMessage): Uint8Array {
   return encodeEnvelope(message);
 }
 
@@ -115,11 +165,51 @@ function event(body: Record<string, unknown>, what: string): AnyEvent {
   return value as AnyEvent;
 }
 
-/** Decodes bytes into a message of one of `kinds`, or throws MESSAGE_INVALID. */
+function int(
+  body: Record<string, unknown>,
+  field: string,
+  what: string,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  const value = body[field];
+  if (
+    typeof value !== 'number' ||
+    !Number.isSafeInteger(value) ||
+    value < min ||
+    value > max
+  ) {
+    throw invalid(
+      `${what} has no integer "${field}" between ${min} and ${max}; got ${JSON.stringify(value)}.`,
+      { field },
+    );
+  }
+  return value;
+}
+
+const STATUSES: readonly unknown[] = ['active', 'done', 'error', 'stopped'];
+
+/** The checks a receiver relies on: a seq to order states by and a known status. */
+function entityState(value: unknown, seq: number): EntityState {
+  if (
+    !isRecord(value) ||
+    value.seq !== seq ||
+    !STATUSES.includes(value.status) ||
+    !('value' in value)
+  ) {
+    throw invalid(
+      `A state message has no "state" map with the message's seq (${seq}), a "value" and a status of ${STATUSES.join(', ')}.`,
+      { field: 'state' },
+    );
+  }
+  return value as unknown as EntityState;
+}
+
+/** Decodes bytes into a cluster message, or throws MESSAGE_INVALID. */
 export function decodeMessage(
   bytes: Uint8Array,
   limits: DecodeLimits,
-): SendMessage | QueryMessage | ReplyMessage {
+): ClusterMessage {
   let body: unknown;
   try {
     body = decodeEnvelope(bytes, limits);
@@ -152,6 +242,23 @@ export function decodeMessage(
     }
     case 'query': {
       const op = body.op;
+      if (op === 'watch') {
+        return {
+          k: 'query',
+          op,
+          type: str(body, 'type', 'A query'),
+          id: str(body, 'id', 'A query'),
+          watcher: str(body, 'watcher', 'A watch query'),
+          ttlMs: int(
+            body,
+            'ttlMs',
+            'A watch query',
+            WATCH_TTL_MS_MIN,
+            WATCH_TTL_MS_MAX,
+          ),
+          seq: int(body, 'seq', 'A watch query', -1),
+        };
+      }
       if (
         op !== 'snapshot' &&
         op !== 'passivate' &&
@@ -170,6 +277,19 @@ export function decodeMessage(
         force: body.force === true,
       };
     }
+    case 'state': {
+      const seq = int(body, 'seq', 'A state message', 0);
+      return {
+        k: 'state',
+        type: str(body, 'type', 'A state message'),
+        id: str(body, 'id', 'A state message'),
+        seq,
+        state:
+          body.state === undefined ? undefined : entityState(body.state, seq),
+      };
+    }
+    case 'moved':
+      return { k: 'moved', shard: int(body, 'shard', 'A moved message', 0) };
     case 'reply': {
       const cid = typeof body.cid === 'number' ? body.cid : undefined;
       if (body.ok === true)

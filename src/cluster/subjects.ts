@@ -10,7 +10,7 @@
  * | `shardchart.<sys>.query.<n>`              | reads of shard n's entities (snapshot, watch), core request-reply to the owner |
  * | `shardchart.<sys>.reply.<node>.<incarnation>` | answers to the sends of one node process               |
  * | `shardchart.<sys>.in.<type>.<id>`         | ingress: any NATS client sends an event by request, gets the result as the reply |
- * | `shardchart.<sys>.state.<n>`              | state changes of watched entities of shard n               |
+ * | `shardchart.<sys>.state.<n>`              | new states of shard n's watched entities, pushed by the owner (core NATS), and its `moved` notice to their watchers |
  * | `shardchart.<sys>.admin.status`           | `shardchart cluster status` asks every node for its figures |
  */
 

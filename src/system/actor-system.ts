@@ -586,7 +586,9 @@ export async function createActorSystem<TEntities extends Record<string, EntityD
   if (options.store === undefined) {
     core.log.warn({ store: store.kind }, "no store given: using memoryStore(), which is not durable (entities are lost when the process exits); pass lmdbStore({ path }) from 'shardchart/adapters/lmdb' to keep them");
   } else if (!store.durable) {
-    core.log.warn({ store: store.kind }, `store "${store.kind}" is not durable: acknowledged events can be lost in a crash`);
+    // Chosen on purpose (tests, caches): said at info level, so a test
+    // suite that makes a system per case is not flooded with warnings.
+    core.log.info({ store: store.kind }, `store "${store.kind}" is not durable: acknowledged events can be lost in a crash`);
   }
   store.useLogger?.(core.log.child({ store: store.kind }));
   try {

@@ -42,12 +42,17 @@ import {
 import { shardOf } from '../../sharding/shard.js';
 import { natsClusterKv } from './kv.js';
 import type { ResolvedClusterOptions } from '../options.js';
-import type { QueryMessage, SendMessage } from '../protocol.js';
+import {
+  encodeMessage,
+  type QueryMessage,
+  type SendMessage,
+} from '../protocol.js';
 import { subjectsFor, type Subjects } from '../subjects.js';
 import type { ClusterStats } from '../stats.js';
 import { Ingress } from './ingress.js';
 import { Router } from './router.js';
 import { ShardWorker, type ShardHost } from './shard-worker.js';
+import { WatchRegistry } from './watch-registry.js';
 
 export class ClusterNode implements ShardHost {
   readonly incarnation = randomUUID().slice(0, 8);
@@ -63,6 +68,8 @@ export class ClusterNode implements ShardHost {
   private ingress: Ingress | undefined;
   private statusSub: Subscription | undefined;
   private readonly logger: Logger;
+  /** Watches of this node's entities by other nodes' subscribers. */
+  private readonly watches: WatchRegistry;
   private stopping = false;
   readonly counters = { messagesInvalid: 0, handoffs: 0, shardsLost: 0 };
 
@@ -87,8 +94,31 @@ export class ClusterNode implements ShardHost {
         clearTimeout: (t) => clearTimeout(t as never),
       },
       this.incarnation,
-      (error) => this.invalid(error, this.router.replySubject),
+      (error, where) => this.invalid(error, where ?? this.router.replySubject),
     );
+    // Wall-clock time, as the router's: watches are renewed by other
+    // processes, whatever clock this system's entities run on.
+    this.watches = new WatchRegistry(
+      {
+        now: Date.now,
+        setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+        clearTimeout: (t) => clearTimeout(t as never),
+      },
+      options.messageBytesMax,
+      (shard, bytes) => this.publishState(this.subjects.state(shard), bytes),
+    );
+  }
+
+  /** Publishes on a state subject; a closed connection loses the message, as core NATS does. */
+  private publishState(subject: string, bytes: Uint8Array): void {
+    try {
+      this.nc.publish(subject, bytes);
+    } catch (error) {
+      this.logger.warn(
+        { subject, err: error },
+        'could not publish an entity state to its watchers',
+      );
+    }
   }
 
   /** Connects to NATS and prepares the stream; the node takes no shards yet. */
@@ -261,6 +291,17 @@ export class ClusterNode implements ShardHost {
       throw error;
     });
     this.loadWakeupsOf(shard);
+    // The shard's watchers renew their watches here at once (see StateFeed).
+    started.then(
+      () => {
+        if (this.workers.get(shard) === worker)
+          this.publishState(
+            this.subjects.state(shard),
+            encodeMessage({ k: 'moved', shard }),
+          );
+      },
+      () => undefined,
+    );
     return started;
   }
 
@@ -316,6 +357,7 @@ export class ClusterNode implements ShardHost {
     this.counters.handoffs++;
     if (worker !== undefined) await worker.drain();
     this.workers.delete(shard);
+    this.watches.dropShard(shard);
     await this.core?.passivateWhere((key) => this.shardOf(key) === shard);
     this.logger.info({ shard }, 'shard handed off');
   }
@@ -325,6 +367,7 @@ export class ClusterNode implements ShardHost {
     this.counters.shardsLost++;
     this.workers.get(shard)?.stop();
     this.workers.delete(shard);
+    this.watches.dropShard(shard);
     this.core?.discardWhere(
       (key) => this.shardOf(key) === shard,
       new ClusterError(
@@ -366,13 +409,23 @@ export class ClusterNode implements ShardHost {
     message: QueryMessage,
   ): Promise<{ state?: EntityState; value?: unknown }> {
     const core = this.core;
-    if (core === undefined || !this.owns(message)) {
+    const shard = this.shardOf(message);
+    // A leaving node answers as a non-owner (retryable), not SYSTEM_STOPPED:
+    // the asker's read or watch goes on with the next owner.
+    if (
+      core === undefined ||
+      core.stopping ||
+      this.stopping ||
+      !this.owns(message) ||
+      !this.workers.has(shard)
+    ) {
       throw new ClusterError(
         'NOT_OWNER',
         `This node does not own ${message.type}/${message.id}; retry.`,
         { retryable: true },
       );
     }
+    if (message.op === 'watch') return this.watches.watch(core, message, shard);
     return core.queryLocal(message);
   }
 
@@ -406,6 +459,10 @@ export class ClusterNode implements ShardHost {
       incarnation: this.incarnation,
       hostShards: this.options.hostShards,
       ownedShards: [...this.workers.keys()].sort((a, b) => a - b),
+      /** Entities of this node that other nodes' subscribers watch. */
+      watchedEntities: this.watches.size,
+      /** Entities this node's subscribers watch (wherever they live). */
+      watchingEntities: this.router.states.size,
       liveEntities: core?.statsSnapshot().liveEntities ?? 0,
       entitiesByType,
       eventsApplied: core?.stats.eventsApplied ?? 0,
@@ -486,6 +543,7 @@ export class ClusterNode implements ShardHost {
   /** Leaves the cluster: hands every shard over, then stops routing. */
   async leave(): Promise<void> {
     this.stopping = true;
+    this.watches.dropAll();
     this.ingress?.stop();
     await this.coordinator?.stop();
     for (const worker of this.workers.values()) worker.stop();

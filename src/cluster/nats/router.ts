@@ -25,6 +25,7 @@ import {
 } from '../protocol.js';
 import type { ResolvedClusterOptions } from '../options.js';
 import type { Subjects } from '../subjects.js';
+import { StateFeed, type WatchQuerier } from './state-feed.js';
 import { StreamPublisher } from './stream-publisher.js';
 
 type AnyEvent = { type: string; [key: string]: unknown };
@@ -51,12 +52,14 @@ function transient(error: unknown): boolean {
   );
 }
 
-export class Router {
+export class Router implements WatchQuerier {
   private readonly pending = new Map<number, Pending>();
   private nextCid = 1;
   private subscription: Subscription | undefined;
   readonly replySubject: string;
   private readonly publisher: StreamPublisher;
+  /** The states of watched entities, pushed by their owners (`subscribe` on refs). */
+  readonly states: StateFeed;
   closed = false;
   stats = { sent: 0, repliesInvalid: 0, publishRetries: 0, resends: 0 };
 
@@ -66,10 +69,22 @@ export class Router {
     private readonly options: ResolvedClusterOptions,
     private readonly clock: Clock,
     incarnation: string,
-    private readonly onInvalid: (error: ShardchartError) => void,
+    /** Counts a malformed message received on `where` (default: the reply subject). */
+    private readonly onInvalid: (
+      error: ShardchartError,
+      where?: string,
+    ) => void,
   ) {
     this.replySubject = subjects.reply(options.nodeId, incarnation);
     this.publisher = new StreamPublisher(nc, clock);
+    this.states = new StateFeed(
+      nc,
+      subjects,
+      { bytesMax: options.messageBytesMax, depthMax: 64 },
+      clock,
+      this,
+      onInvalid,
+    );
   }
 
   start(): void {
@@ -301,8 +316,37 @@ export class Router {
     }
   }
 
+  /**
+   * Registers or renews this node's watch of an entity with its owner (see
+   * WatchQuery); resolves with the state the owner sent, if any. The
+   * node's reply subject names the watcher: it is unique per process.
+   */
+  async watch(
+    type: string,
+    id: string,
+    ttlMs: number,
+    seq: number,
+  ): Promise<EntityState | undefined> {
+    const reply = await this.query(
+      {
+        k: 'query',
+        op: 'watch',
+        type,
+        id,
+        watcher: this.replySubject,
+        ttlMs,
+        seq,
+      },
+      // Past its TTL the owner forgot the watch anyway: the answer of a
+      // later attempt registers it again.
+      Math.max(ttlMs, 1_000),
+    );
+    return reply.state;
+  }
+
   close(): void {
     this.closed = true;
+    this.states.stop();
     this.publisher.close();
     this.subscription?.unsubscribe();
     const error = new ClusterError(

@@ -82,8 +82,11 @@ export class ShardWorker {
   private messages: ConsumerMessages | undefined;
   private querySub: Subscription | undefined;
   private inFlight = 0;
-  /** `replyTo#cid` of the sends this worker is applying now (see `handle`). */
-  private readonly applying = new Set<string>();
+  /**
+   * `replyTo#cid` of the sends this worker is applying now, with the stream
+   * sequence of the message being applied (see `handle`).
+   */
+  private readonly applying = new Map<string, number>();
   private idle: (() => void)[] = [];
   private stopped = false;
   private loop: Promise<void> | undefined;
@@ -249,11 +252,17 @@ export class ShardWorker {
         ? `${message.replyTo}#${message.cid}`
         : undefined;
     if (sendKey !== undefined) {
-      if (this.applying.has(sendKey)) {
+      const applyingSeq = this.applying.get(sendKey);
+      // The server redelivered the very message being applied (its ack wait
+      // ran out). Acking it would take the event out of the stream before
+      // it is durable, and if this node lost the shard now, no next owner
+      // would ever see it. The first delivery's ack or nak settles it.
+      if (applyingSeq === m.seq) return;
+      if (applyingSeq !== undefined) {
         m.ack();
         return;
       }
-      this.applying.add(sendKey);
+      this.applying.set(sendKey, m.seq);
     }
     const done = (): void => {
       if (sendKey !== undefined) this.applying.delete(sendKey);
