@@ -9,7 +9,12 @@ import {
   rememberedNames,
   safeIds,
 } from './shared.js';
-import type { GraphEdge, GraphModel, GraphNode, GraphOptions } from './types.js';
+import type {
+  GraphEdge,
+  GraphModel,
+  GraphNode,
+  GraphOptions,
+} from './types.js';
 
 /**
  * Mermaid `stateDiagram-v2` text: compound states are composite states,
@@ -93,7 +98,8 @@ export function renderMermaid(graph: GraphModel): string {
       }
       for (const child of children) declare(child, depth + 1);
       for (const child of children) {
-        if (child.type === 'final') out.push(`${pad}  ${sid(child.id)} --> [*]`);
+        if (child.type === 'final')
+          out.push(`${pad}  ${sid(child.id)} --> [*]`);
       }
     }
     out.push(`${pad}}`);
@@ -120,7 +126,9 @@ export function renderMermaid(graph: GraphModel): string {
         // parallel state), so every such arrow becomes a loop on the
         // source that names where it leads.
         const into = mermaidText(` → ${index.get(target)!.key}`);
-        out.push(`  ${sid(edge.source)} --> ${sid(edge.source)} : ${label}${into}`);
+        out.push(
+          `  ${sid(edge.source)} --> ${sid(edge.source)} : ${label}${into}`,
+        );
       } else {
         out.push(`  ${sid(edge.source)} --> ${sid(target)} : ${label}`);
       }
@@ -187,16 +195,23 @@ function remembered(
  * Text safe inside a Mermaid label: characters outside a small safe set are
  * written as Mermaid entity codes (`#35;`), which Mermaid decodes when it
  * draws. Quotes, `#`, `;`, `:`, braces, angle brackets and `-` would
- * otherwise end a label, start a comment or an arrow, or become HTML.
+ * otherwise end a label, start a comment or an arrow, or become HTML;
+ * `_`, `*`, `~` and backticks would become Markdown emphasis (Mermaid
+ * draws `a_b_c` as "a", italic "b", "c").
  *
  * @internal
  */
 export function mermaidText(text: string): string {
+  const chars = [...text.replace(/[\r\n\t]+/g, ' ')];
+  const alnum = (ch: string | undefined): boolean =>
+    ch !== undefined && /^[A-Za-z0-9]$/.test(ch);
   let out = '';
-  for (const ch of text.replace(/[\r\n\t]+/g, ' ')) {
-    out += /^[A-Za-z0-9 _.,()[\]!?*/+=@$%^~'|]$/.test(ch)
-      ? ch
-      : `#${ch.codePointAt(0)};`;
+  for (const [i, ch] of chars.entries()) {
+    // An underscore inside a word (ADD_ITEM) cannot open or close emphasis.
+    const safe =
+      /^[A-Za-z0-9 .,()[\]!?/+=@$%^'|]$/.test(ch) ||
+      (ch === '_' && alnum(chars[i - 1]) && alnum(chars[i + 1]));
+    out += safe ? ch : `#${ch.codePointAt(0)};`;
   }
   return out;
 }
