@@ -87,7 +87,16 @@ test('coordinator over NATS - three nodes converge, hand over on leave and take 
           : 'SEVERAL';
     });
   const expected3 = allocate(SHARDS, ['n1', 'n2', 'n3']);
-  await waitFor(() => owners(all).join() === expected3.join(), 10 * TTL);
+  // Each node learns the others' claims from its KV watch, a moment after
+  // they hold them: wait for every view as well as for the claims.
+  const viewsAgree = (nodes: Coordinator[], expected: string[]): boolean =>
+    nodes.every((c) =>
+      expected.every((owner, shard) => c.ownerOf(shard) === owner),
+    );
+  await waitFor(
+    () => owners(all).join() === expected3.join() && viewsAgree(all, expected3),
+    10 * TTL,
+  );
   for (const c of all) {
     for (let shard = 0; shard < SHARDS; shard++)
       expect(c.ownerOf(shard)).toBe(expected3[shard]);
