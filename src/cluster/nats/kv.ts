@@ -584,19 +584,25 @@ export async function natsClusterKv(
     }
   }
   const js = jetstream(nc, { timeout: timeoutMs });
-  let kv: KV;
-  try {
-    kv = await new Kvm(js).create(bucket, {
-      history: 1,
-      replicas: options.replicas ?? 1,
-      // Reads go to the stream leader, not to any replica: the coordinator
-      // re-reads an owner's record before taking its shard and must not get
-      // a lagging replica's answer (direct gets may be served by followers).
-      allow_direct: false,
-      description: 'Shardchart cluster membership and shard ownership',
-    });
-  } catch (err) {
-    throw unavailable(`Opening KV bucket "${bucket}"`, err);
+  let kv: KV | undefined;
+  // Nodes starting together race to create the bucket: the loser's create
+  // fails ("subjects overlap with an existing stream" on nats-server 2.9)
+  // and its next try finds the bucket the winner made.
+  for (let attempt = 1; kv === undefined; attempt++) {
+    try {
+      kv = await new Kvm(js).create(bucket, {
+        history: 1,
+        replicas: options.replicas ?? 1,
+        // Reads go to the stream leader, not to any replica: the coordinator
+        // re-reads an owner's record before taking its shard and must not get
+        // a lagging replica's answer (direct gets may be served by followers).
+        allow_direct: false,
+        description: 'Shardchart cluster membership and shard ownership',
+      });
+    } catch (err) {
+      if (attempt >= 3) throw unavailable(`Opening KV bucket "${bucket}"`, err);
+      await new Promise((resolve) => setTimeout(resolve, 20 * attempt));
+    }
   }
   return new NatsClusterKv(
     nc,

@@ -171,9 +171,12 @@ export class ClusterNode implements ShardHost {
       try {
         await this.jsm.streams.add(config);
       } catch (error) {
-        // Another node created it in between.
-        if (!/already in use|exists/i.test(String((error as Error).message)))
+        // Another node created it in between ("already in use", or on
+        // nats-server 2.9 "subjects overlap with an existing stream"):
+        // fine if the stream is there now.
+        await this.jsm.streams.info(this.subjects.stream).catch(() => {
           throw error;
+        });
       }
     }
   }
@@ -337,7 +340,8 @@ export class ClusterNode implements ShardHost {
             { shards: [...shards], err: error },
             'could not load the timer index of the shards; retrying',
           );
-          for (const s of shards) if (this.workers.has(s)) this.wakeupShards.add(s);
+          for (const s of shards)
+            if (this.workers.has(s)) this.wakeupShards.add(s);
           await new Promise((r) => setTimeout(r, delay));
           delay = Math.min(delay * 2, 5_000);
         }
