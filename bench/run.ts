@@ -6,7 +6,8 @@
  * the same run (plain XState, peer libraries), plus the bars of the issues. A missed bar is reported, never
  * failed: benchmarks do not gate tests (STYLE.md item 15).
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
@@ -69,7 +70,43 @@ function machineLine(): string {
   const date = new Date().toISOString().slice(0, 10);
   // The load average at start tells whether other work shared the cores.
   const load = loadavg()[0]!.toFixed(2);
-  return `${cpu}, ${availableParallelism()} cores, Node ${process.version}, ${process.platform}/${process.arch}, ${date}, load ${load}`;
+  return `${cpu}, ${availableParallelism()} cores, Node ${process.version}, ${process.platform}/${process.arch}, ${date}, load ${load}${damonNote()}`;
+}
+
+/**
+ * Whether the kernel's DAMON is sampling memory, and how often. On the VM
+ * these figures come from, a DAMON context on physical memory (`paddr`,
+ * with a pageout scheme) samples every 500 ms, and each sampling stalls
+ * every process for several milliseconds at once: latency tails follow it
+ * (bench/README.md, "Figures of session 6").
+ */
+function damonNote(): string {
+  const root = '/sys/kernel/mm/damon/admin/kdamonds';
+  const running: string[] = [];
+  try {
+    for (const kdamond of readdirSync(root)) {
+      if (!/^\d+$/.test(kdamond)) continue;
+      const dir = join(root, kdamond);
+      if (readFileSync(join(dir, 'state'), 'utf8').trim() !== 'on') continue;
+      for (const context of readdirSync(join(dir, 'contexts'))) {
+        if (!/^\d+$/.test(context)) continue;
+        const at = join(dir, 'contexts', context);
+        const ops = readFileSync(join(at, 'operations'), 'utf8').trim();
+        const sampleUs = Number(
+          readFileSync(
+            join(at, 'monitoring_attrs', 'intervals', 'sample_us'),
+            'utf8',
+          ),
+        );
+        running.push(`${ops} every ${sampleUs / 1_000} ms`);
+      }
+    }
+  } catch {
+    // No DAMON (or no sysfs): nothing to report.
+  }
+  return running.length === 0
+    ? ''
+    : `; kernel DAMON sampling memory (${running.join(', ')}): expect machine-wide stalls`;
 }
 
 function printTable(header: string[], rows: string[][]): void {
