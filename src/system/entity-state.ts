@@ -10,7 +10,7 @@ type SnapshotWithChildren = { children?: Record<string, AnyActorRef> };
 
 /** The shape every send, read and time-travel answer has. */
 export function toEntityState(snap: AnyMachineSnapshot, seq: number, changed: boolean, duplicate = false): EntityState {
-  const state: EntityState = { seq, value: snap.value, context: snap.context as never, status: snap.status, changed };
+  const state: EntityState = { seq, value: snap.value as EntityState['value'], context: snap.context as never, status: snap.status, changed };
   if (duplicate) state.duplicate = true;
   if (snap.status === 'done') state.output = snap.output;
   return state;

@@ -60,13 +60,19 @@ export function resolveActorPath(root: AnyActorRef, path: string): AnyActorRef |
   return cur;
 }
 
+/** A scheduled event of the actor system and the timer it stands for. */
+interface TrackedTimer {
+  source: ScheduledEventLike;
+  timer: PendingTimer;
+}
+
 /**
  * Tracks the pending timers of one live entity. `sync()` is called after
  * each macrostep and reports whether the pending set changed.
  */
 export class TimerTracker {
   /** Created on the first timer: most entities are idle without any. */
-  private tracked: Map<string, { source: ScheduledEventLike; timer: PendingTimer }> | undefined;
+  private tracked: Map<string, TrackedTimer> | undefined;
   private static readonly none: readonly PendingTimer[] = [];
   private list: readonly PendingTimer[] = TimerTracker.none;
 
@@ -91,7 +97,7 @@ export class TimerTracker {
     const table = scheduledEvents(this.root);
     if (this.tracked === undefined && isEmpty(table)) return false;
     let changed = false;
-    const tracked = (this.tracked ??= new Map());
+    const tracked = (this.tracked ??= new Map<string, TrackedTimer>());
     for (const [key, entry] of tracked) {
       // A rescheduled event reuses the key but is a new object.
       if (table[key] !== entry.source) {

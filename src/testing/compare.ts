@@ -16,7 +16,7 @@ import type { CheckState } from './types.js';
 /** The fields compared: value, context, status, and output when done. */
 export function viewOf(s: AnyMachineSnapshot | EntityState): CheckState {
   const context: unknown = s.context;
-  const view: CheckState = { value: s.value, context, status: s.status };
+  const view: CheckState = { value: s.value as CheckState['value'], context, status: s.status };
   if (s.status === 'done') view.output = s.output;
   return view;
 }

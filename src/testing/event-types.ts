@@ -27,7 +27,7 @@ function matchesWildcard(descriptor: string, type: string): boolean {
 
 /** Every event descriptor of the machine. */
 function rootEvents(machine: AnyStateMachine): string[] {
-  const events: readonly string[] = (machine.root as AnyStateNode).events;
+  const events = (machine.root as AnyStateNode).events as readonly string[];
   return [...events];
 }
 
@@ -35,7 +35,7 @@ function rootEvents(machine: AnyStateMachine): string[] {
 function acceptedDescriptors(snapshot: AnyMachineSnapshot): string[] {
   const nodes = (snapshot as unknown as { _nodes?: readonly AnyStateNode[] })._nodes;
   if (!nodes) return rootEvents(snapshot.machine);
-  return [...new Set(nodes.flatMap((n): string[] => n.ownEvents))];
+  return [...new Set(nodes.flatMap((n) => n.ownEvents as string[]))];
 }
 
 /** True when an event of this type may be sent from outside the machine. */

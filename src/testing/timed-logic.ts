@@ -167,7 +167,8 @@ export function createTimedLogic(
       const snap = state.snapshot;
       const context: unknown = snap.context;
       const children = Object.keys(snap.children as Record<string, unknown>).sort();
-      return JSON.stringify({ value: snap.value, context, status: snap.status, children, timers });
+      const value: unknown = snap.value;
+      return JSON.stringify({ value, context, status: snap.status, children, timers });
     },
   };
 }
