@@ -197,7 +197,7 @@ function remembered(
  * draws. Quotes, `#`, `;`, `:`, braces, angle brackets and `-` would
  * otherwise end a label, start a comment or an arrow, or become HTML;
  * `_`, `*`, `~` and backticks would become Markdown emphasis (Mermaid
- * draws `a_b_c` as "a", italic "b", "c").
+ * draws `a_b_c` as "a", italic "b", "c"), and `$$...$$` a formula.
  *
  * @internal
  */
@@ -209,7 +209,7 @@ export function mermaidText(text: string): string {
   for (const [i, ch] of chars.entries()) {
     // An underscore inside a word (ADD_ITEM) cannot open or close emphasis.
     const safe =
-      /^[A-Za-z0-9 .,()[\]!?/+=@$%^'|]$/.test(ch) ||
+      /^[A-Za-z0-9 .,()[\]!?/+=@%^'|]$/.test(ch) ||
       (ch === '_' && alnum(chars[i - 1]) && alnum(chars[i + 1]));
     out += safe ? ch : `#${ch.codePointAt(0)};`;
   }

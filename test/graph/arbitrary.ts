@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { createMachine, type AnyStateMachine } from 'xstate';
 
 /** Characters that mean something in at least one output format. */
-const nasty = [...`"'<>&;:#{}[]|%\\-/*=.,()!?\` `, 'é', 'Ω', '→', '😀'];
+const nasty = [...`"'<>&;:#{}[]|%\\-/*=.,()!?\`$~^ `, 'é', 'Ω', '→', '😀'];
 const plain = [...'abcxyzABQ019_'];
 
 /** A short name, with at least one plain character so it is never blank. */
@@ -41,7 +41,11 @@ const shape: fc.Arbitrary<Shape> = fc.letrec<{ node: Shape }>((tie) => ({
         // once; keep regions simple or compound.
         children: [
           ...(kind === 'parallel'
-            ? children.map((c) => (c.kind === 'final' ? { kind: 'atomic' as const, children: [] } : c))
+            ? children.map((c) =>
+                c.kind === 'final'
+                  ? { kind: 'atomic' as const, children: [] }
+                  : c,
+              )
             : children),
           ...(withHistory ? [{ kind: 'history' as const, children: [] }] : []),
         ],
@@ -64,7 +68,9 @@ export const arbitraryMachine: fc.Arbitrary<GeneratedMachine> = fc
     top: fc.array(shape, { minLength: 1, maxLength: 4 }),
     names: fc.array(name, { minLength: 64, maxLength: 64 }),
     events: fc.array(name, { minLength: 1, maxLength: 5 }),
-    edges: fc.array(fc.tuple(fc.nat(), fc.nat(), fc.nat(), fc.boolean()), { maxLength: 12 }),
+    edges: fc.array(fc.tuple(fc.nat(), fc.nat(), fc.nat(), fc.boolean()), {
+      maxLength: 12,
+    }),
   })
   .map(({ top, names, events, edges }) => {
     let counter = 0;
@@ -96,7 +102,9 @@ export const arbitraryMachine: fc.Arbitrary<GeneratedMachine> = fc
         });
         config.states = states;
         if (s.kind === 'compound') {
-          const first = Object.entries(states).find(([, c]) => (c as { type?: string }).type !== 'history');
+          const first = Object.entries(states).find(
+            ([, c]) => (c as { type?: string }).type !== 'history',
+          );
           if (first) config.initial = first[0];
           else {
             // A compound state needs a state to start in.

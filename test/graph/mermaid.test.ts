@@ -193,8 +193,9 @@ describe('mermaid', () => {
     );
   });
 
-  it('toMermaid - underscores, stars and tildes that Markdown would turn into emphasis are drawn as written', async () => {
-    // Mermaid reads labels as Markdown: "a?_a_b" was drawn as "a?", italic "a", "b".
+  it('toMermaid - underscores, stars, tildes and dollars that Markdown or KaTeX would turn into emphasis or formulas are drawn as written', async () => {
+    // Mermaid reads labels as Markdown: "a?_a_b" was drawn as "a?", italic
+    // "a", "b"; and "$$x^2$$" as a KaTeX formula.
     expect(mermaidText('ADD_ITEM')).toBe('ADD_ITEM');
     expect(mermaidText('a?_a_b *c* ~d~ _e')).toBe(
       'a?#95;a_b #42;c#42; #126;d#126; #95;e',
@@ -205,11 +206,22 @@ describe('mermaid', () => {
       states: {
         'a?_a_b': { on: { GO: '**bold**' } },
         '**bold**': { on: { ADD_ITEM: '~~gone~~' } },
-        '~~gone~~': {},
+        '~~gone~~': { on: { X: '$$x^2$$' } },
+        '$$x^2$$': { on: { Y: '[a](b)' } },
+        '[a](b)': { on: { Z: '<b>h</b> &amp;' } },
+        '<b>h</b> &amp;': {},
       },
     });
     const { texts } = await expectRendered(toMermaid(marked), toGraph(marked));
-    for (const label of ['a?_a_b', '**bold**', '~~gone~~', 'ADD_ITEM'])
+    for (const label of [
+      'a?_a_b',
+      '**bold**',
+      '~~gone~~',
+      'ADD_ITEM',
+      '$$x^2$$',
+      '[a](b)',
+      '<b>h</b> &amp;',
+    ])
       expect(texts).toContain(label);
   });
 
