@@ -767,7 +767,7 @@ describe('nats store - faults', () => {
     await withStore({ requestTimeoutMs: 300 }, async (opened) => {
       const key = { type: 'order', id: 'slow' };
       await opened.journal.append(key, entries(1, 1), 0);
-      server.process?.kill('SIGSTOP');
+      await server.pause();
       try {
         const error = await rejection(
           opened.journal.append(key, entries(2, 2), 1),
@@ -778,7 +778,7 @@ describe('nats store - faults', () => {
           details: { reason: 'timeout' },
         });
       } finally {
-        server.process?.kill('SIGCONT');
+        server.resume();
       }
       // The timed-out write may have landed: the store read the entity
       // again, and the caller's view decides the next seq.

@@ -7,7 +7,7 @@
  * puts it (`/usr/sbin`); `.ci/run` installs that package when it is missing.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -25,6 +25,15 @@ export interface NatsServerHandle {
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Starts the server again on the same port and store directory. */
   restart(): Promise<void>;
+  /**
+   * SIGSTOP, and resolves once every thread of the server has stopped. A
+   * stop is not instant: the kernel stops a multi-threaded process one
+   * thread after another as each gets a CPU, and on a loaded machine a
+   * thread not yet stopped could still answer a request sent meanwhile.
+   */
+  pause(): Promise<void>;
+  /** SIGCONT. */
+  resume(): void;
   /** Kills the server and removes its directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -118,6 +127,20 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     child = undefined;
   }
 
+  /** True when every thread of `pid` is stopped (state T or t). */
+  function allStopped(pid: number): boolean {
+    try {
+      return readdirSync(`/proc/${pid}/task`).every((tid) => {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+        return state === 'T' || state === 't';
+      });
+    } catch {
+      // A thread ended while we read: look again.
+      return false;
+    }
+  }
+
   await launch();
   return {
     url: `nats://127.0.0.1:${port}`,
@@ -127,6 +150,19 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       return child;
     },
     kill,
+    async pause() {
+      const proc = child;
+      if (proc?.pid === undefined) throw new Error('nats-server is not running');
+      proc.kill('SIGSTOP');
+      const deadline = Date.now() + 10_000;
+      while (!allStopped(proc.pid)) {
+        if (Date.now() > deadline) throw new Error('nats-server did not stop within 10 s of SIGSTOP');
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    },
+    resume() {
+      child?.kill('SIGCONT');
+    },
     async restart() {
       await kill('SIGKILL');
       await launch();
