@@ -1009,6 +1009,24 @@ async function consumerCost(url: string, natsPid: number): Promise<string[]> {
           }),
         );
       };
+      // At the cluster bar's rate, one message at a time: nothing is
+      // batched, so each costs the server its own wake-ups.
+      const paced = async (secs: number): Promise<number> => {
+        const started = performance.now();
+        const acks: Promise<unknown>[] = [];
+        for (let i = 0; performance.now() - started < secs * 1_000;) {
+          const due = started + (i * 1_000) / OFFERED_PER_SECOND;
+          const wait = due - performance.now();
+          if (wait > 0) {
+            await new Promise((r) => setTimeout(r, wait));
+            continue;
+          }
+          acks.push(js.publish(`wq${consumers}.${i % consumers}`, data));
+          i++;
+        }
+        await Promise.all(acks);
+        return acks.length;
+      };
       await drive(1);
       const before = cpuTimes({ nats: [natsPid] });
       published = 0;
@@ -1016,8 +1034,19 @@ async function consumerCost(url: string, natsPid: number): Promise<string[]> {
       await drive(3);
       const after = cpuTimes({ nats: [natsPid] });
       const perSecond = published / ((performance.now() - started) / 1_000);
+      const pacedBefore = cpuTimes({ nats: [natsPid] });
+      const pacedCount = await paced(3);
+      const pacedAfter = cpuTimes({ nats: [natsPid] });
+      const cost = (
+        a: Record<string, number> | undefined,
+        b: Record<string, number> | undefined,
+        n: number,
+      ): string =>
+        a === undefined || b === undefined
+          ? 'n/a'
+          : `${int(((b.nats! - a.nats!) / n) * 1e6)} µs`;
       lines.push(
-        `work-queue stream with ${consumers} filtered pull consumer(s): ${int(perSecond)} messages/s; nats-server CPU ${before === undefined || after === undefined ? 'n/a' : `${int(((after.nats! - before.nats!) / published) * 1e6)} µs`} per message`,
+        `work-queue stream with ${consumers} filtered pull consumer(s): ${int(perSecond)} messages/s; nats-server CPU ${cost(before, after, published)} per message; at ${OFFERED_PER_SECOND.toLocaleString('en-US')} messages/s ${cost(pacedBefore, pacedAfter, pacedCount)}`,
       );
       progress(lines[lines.length - 1]!);
       for (const feed of feeds) await feed.close();
