@@ -767,8 +767,8 @@ describe('nats store - faults', () => {
     await withStore({ requestTimeoutMs: 300 }, async (opened) => {
       const key = { type: 'order', id: 'slow' };
       await opened.journal.append(key, entries(1, 1), 0);
-      await server.pause();
       try {
+        await server.pause();
         const error = await rejection(
           opened.journal.append(key, entries(2, 2), 1),
         );
