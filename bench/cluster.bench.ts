@@ -960,7 +960,9 @@ export async function cluster(ctx: BenchContext): Promise<Section> {
  * What one message costs the nats-server in a work-queue stream with one
  * filtered pull consumer per shard (state in memory), as the cluster's events stream has,
  * for a few consumer counts: 64 publishers, each consumer acknowledging at
- * once. Measured here because the cluster's cost depends on it.
+ * once; then at the cluster bar's rate (1,000 messages/s, one at a time),
+ * where each message costs the server several times more. Measured here
+ * because the cluster's cost depends on it.
  */
 async function consumerCost(url: string, natsPid: number): Promise<string[]> {
   const lines: string[] = [];
