@@ -97,6 +97,51 @@ const ElkConstructor = elkBundle.default;
 /** One ELK for the process: it holds no state between layouts. */
 let elk: ELK | undefined;
 
+/** Probe answers per set of graph options (see `minimumTransposed`). */
+const transposedByOptions = new Map<string, Promise<boolean>>();
+
+/**
+ * Whether ELK reads a container's `elk.nodeSize.minimum` as (height,
+ * width) under these graph options. elkjs 0.12 does with
+ * `INCLUDE_CHILDREN` and a vertical direction: it rotates the graph to lay
+ * it out left to right and leaves the minimum of nested containers
+ * unrotated, so a long container name got a tall narrow box. Asking ELK
+ * once per set of options, rather than assuming the bug, keeps boxes right
+ * on a version that fixes it. An option set ELK rejects answers false; the
+ * real layout then reports the rejection.
+ */
+function minimumTransposed(engine: ELK, options: LayoutOptions): Promise<boolean> {
+  const key = JSON.stringify(options);
+  let known = transposedByOptions.get(key);
+  if (known === undefined) {
+    const wide = 300;
+    known = engine
+      .layout({
+        id: 'probe',
+        layoutOptions: options,
+        children: [
+          {
+            id: 'container',
+            layoutOptions: {
+              'elk.nodeSize.constraints': 'MINIMUM_SIZE',
+              'elk.nodeSize.minimum': `(${wide},20)`,
+            },
+            children: [{ id: 'leaf', width: 10, height: 10 }],
+          },
+        ],
+      })
+      .then((laid) => {
+        const box = laid.children?.[0];
+        return (box?.width ?? 0) < wide && (box?.height ?? 0) >= wide;
+      })
+      .catch(() => false);
+    // Options come from the caller; keep the table small all the same.
+    if (transposedByOptions.size >= 32) transposedByOptions.clear();
+    transposedByOptions.set(key, known);
+  }
+  return known;
+}
+
 /**
  * Runs ELK on the graph and returns absolute boxes and polylines. A layout
  * failure (ELK throws on some option values and unsupported graphs)
@@ -112,6 +157,28 @@ export async function layoutGraph(
   const index = nodeIndex(graph);
   const sid = (id: string): string => ids.get(id) ?? 'n_unknown';
   const shapes = new Map<string, LaidShape>();
+  const graphOptions: LayoutOptions = {
+    'elk.algorithm': 'layered',
+    'elk.direction': settings.direction,
+    'elk.hierarchyHandling': 'INCLUDE_CHILDREN',
+    'elk.edgeRouting': 'ORTHOGONAL',
+    'elk.layered.spacing.nodeNodeBetweenLayers': '36',
+    'elk.layered.spacing.edgeNodeBetweenLayers': '14',
+    'elk.spacing.nodeNode': '28',
+    'elk.spacing.edgeNode': '14',
+    'elk.spacing.edgeEdge': '10',
+    'elk.spacing.edgeLabel': '4',
+    'elk.edgeLabels.placement': 'CENTER',
+    'elk.layered.nodePlacement.strategy': 'NETWORK_SIMPLEX',
+    'elk.layered.considerModelOrder.strategy': 'NODES_AND_EDGES',
+    'elk.json.edgeCoords': 'ROOT',
+    'elk.json.shapeCoords': 'ROOT',
+    'elk.padding': '[top=8,left=8,bottom=8,right=8]',
+    ...settings.layoutOptions,
+  };
+  elk ??= new ElkConstructor();
+  const engine = elk;
+  const transposed = await minimumTransposed(engine, graphOptions);
   const pendingEdges: { elk: ElkExtendedEdge; laid: LaidEdge }[] = [];
 
   const addEdge = (
@@ -175,10 +242,12 @@ export async function layoutGraph(
     for (const childId of node.children) {
       children.push(build(index.get(childId)!, node.type === 'parallel'));
     }
+    const minWidth = Math.ceil(headerWidth + 28);
+    const minHeight = Math.ceil(headerHeight + 20);
     const layoutOptions: LayoutOptions = {
       ...padding(headerHeight + 6, 14),
       'elk.nodeSize.constraints': 'MINIMUM_SIZE',
-      'elk.nodeSize.minimum': `(${Math.ceil(headerWidth + 28)},${Math.ceil(headerHeight + 20)})`,
+      'elk.nodeSize.minimum': transposed ? `(${minHeight},${minWidth})` : `(${minWidth},${minHeight})`,
     };
     if (node.type === 'parallel') {
       // Regions side by side, with room for the dashed frames between them.
@@ -214,33 +283,14 @@ export async function layoutGraph(
 
   const elkGraph: ElkNode = {
     id: 'graph',
-    layoutOptions: {
-      'elk.algorithm': 'layered',
-      'elk.direction': settings.direction,
-      'elk.hierarchyHandling': 'INCLUDE_CHILDREN',
-      'elk.edgeRouting': 'ORTHOGONAL',
-      'elk.layered.spacing.nodeNodeBetweenLayers': '36',
-      'elk.layered.spacing.edgeNodeBetweenLayers': '14',
-      'elk.spacing.nodeNode': '28',
-      'elk.spacing.edgeNode': '14',
-      'elk.spacing.edgeEdge': '10',
-      'elk.spacing.edgeLabel': '4',
-      'elk.edgeLabels.placement': 'CENTER',
-      'elk.layered.nodePlacement.strategy': 'NETWORK_SIMPLEX',
-      'elk.layered.considerModelOrder.strategy': 'NODES_AND_EDGES',
-      'elk.json.edgeCoords': 'ROOT',
-      'elk.json.shapeCoords': 'ROOT',
-      'elk.padding': '[top=8,left=8,bottom=8,right=8]',
-      ...settings.layoutOptions,
-    },
+    layoutOptions: graphOptions,
     children: [root],
     edges: pendingEdges.map((e) => e.elk),
   };
 
   let result: ElkNode;
   try {
-    elk ??= new ElkConstructor();
-    result = await elk.layout(elkGraph);
+    result = await engine.layout(elkGraph);
   } catch (cause) {
     throw new GraphError(
       `Laying out machine "${graph.id}" failed: ${cause instanceof Error ? cause.message : String(cause)}. Check the layoutOptions passed to toSvg, or export DOT or Mermaid instead.`,

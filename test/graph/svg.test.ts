@@ -137,6 +137,26 @@ describe('svg', () => {
     expect((await inspectSvg(browser.page, await toSvg(odd))).parseError).toBeUndefined();
   });
 
+  it('toSvg - a container whose name is wider than its children gets a box as wide as its name, in both directions', async () => {
+    // ELK 0.12 reads a nested container's minimum size transposed when it
+    // lays the hierarchy out top-down; a seed of the property below found it.
+    const narrow = createMachine({ id: 'm aaaaaaaaa', initial: 'a0', states: { a0: { id: '0 aaaaaaaaa' } } });
+    const deep = createMachine({
+      id: 'short',
+      initial: 'a',
+      states: { a: { on: { GO: 'aVeryLongContainerNameThatIsWide' } }, aVeryLongContainerNameThatIsWide: { initial: 'x', states: { x: {} } } },
+    });
+    for (const machine of [narrow, deep]) {
+      for (const direction of ['DOWN', 'RIGHT'] as const) {
+        const seen = await inspectSvg(browser.page, await toSvg(machine, { direction }));
+        expectReadable(toGraph(machine), seen);
+        // Not stretched the other way either: a one-line header and one
+        // small child need far less height than the name's width.
+        if (machine === narrow) expect(seen.states.find((s) => s.id === 'm aaaaaaaaa')!.height).toBeLessThan(120);
+      }
+    }
+  });
+
   it('toSvg - fails with GRAPH_FAILED past nodesMax and when ELK rejects the layout', async () => {
     const tooMany = toSvg(orderMachine, { nodesMax: 16 });
     await expect(tooMany).rejects.toSatisfy((err) => isShardchartError(err, 'GRAPH_FAILED'));
