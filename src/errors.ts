@@ -66,6 +66,8 @@ export const errorCodes = {
     'The cluster cannot be reached (NATS connection lost or no owner answered in time).',
   MESSAGE_INVALID:
     'A message received on a cluster subject is malformed, oversized or of an unknown kind.',
+  WATCHES_FULL:
+    'The owner of the entity already keeps as many watch registrations as its `cluster.watchesMax` allows.',
   ACTION_UNKNOWN:
     'A workflow called an action that is not in the action registry.',
   ACTION_PARAMS_INVALID:
@@ -238,7 +240,12 @@ export class GraphError extends ShardchartError {
 /** A cluster-level refusal or fault: ownership, fencing, connectivity, bad messages. */
 export class ClusterError extends ShardchartError {
   constructor(
-    code: 'NOT_OWNER' | 'FENCED' | 'CLUSTER_UNAVAILABLE' | 'MESSAGE_INVALID',
+    code:
+      | 'NOT_OWNER'
+      | 'FENCED'
+      | 'CLUSTER_UNAVAILABLE'
+      | 'MESSAGE_INVALID'
+      | 'WATCHES_FULL',
     message: string,
     options?: Opts & { retryable?: boolean },
   ) {

@@ -111,6 +111,7 @@ const codesByClass = {
     'FENCED',
     'CLUSTER_UNAVAILABLE',
     'MESSAGE_INVALID',
+    'WATCHES_FULL',
   ],
   WorkflowError: [
     'ACTION_UNKNOWN',

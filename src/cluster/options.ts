@@ -28,6 +28,13 @@ export interface ClusterOptions {
   messageBytesMax?: number;
   /** Events of one shard being applied at once on its owner. Default 256. */
   shardInFlightMax?: number;
+  /**
+   * Watch registrations (one per watching node and entity, from `subscribe`
+   * and `waitFor` on other nodes) this node keeps at most. Past it a new
+   * watch is refused with the retryable WATCHES_FULL, and the subscriber
+   * retries until a registration lapses. Default 100_000.
+   */
+  watchesMax?: number;
 }
 
 export interface ResolvedClusterOptions {
@@ -39,6 +46,7 @@ export interface ResolvedClusterOptions {
   readonly sendTimeoutMs: number;
   readonly messageBytesMax: number;
   readonly shardInFlightMax: number;
+  readonly watchesMax: number;
 }
 
 function int(
@@ -121,5 +129,6 @@ export function resolveClusterOptions(
       1,
       100_000,
     ),
+    watchesMax: int('watchesMax', options.watchesMax, 100_000, 1, 10_000_000),
   };
 }

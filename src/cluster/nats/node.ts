@@ -104,6 +104,7 @@ export class ClusterNode implements ShardHost {
         setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
         clearTimeout: (t) => clearTimeout(t as never),
       },
+      options.watchesMax,
       options.messageBytesMax,
       (shard, bytes) => this.publishState(this.subjects.state(shard), bytes),
     );

@@ -18,15 +18,6 @@ import type { EntityState } from '../../system/types.js';
 import { checkEntityId } from '../../system/validate.js';
 import { encodeMessage, type WatchQuery } from '../protocol.js';
 
-/**
- * Watcher registrations one node keeps at most, over all its entities. A
- * registration costs a map entry and, per entity, a core listener and a
- * timer; the bound keeps a runaway client from growing that without end.
- * Past it a new watch is refused as retryable (its subscriber keeps
- * retrying and gets states once registrations lapse).
- */
-const WATCHES_MAX = 100_000;
-
 interface EntityWatch {
   readonly k: string;
   readonly type: string;
@@ -46,8 +37,17 @@ export class WatchRegistry {
   private readonly watches = new Map<string, EntityWatch>();
   private registrations = 0;
 
+  /**
+   * @param watchesMax Watcher registrations this node keeps at most, over
+   * all its entities (`cluster.watchesMax`). A registration costs a map
+   * entry and, per entity, a core listener and a timer; the bound keeps a
+   * runaway client from growing that without end. Past it a new watch is
+   * refused with the retryable WATCHES_FULL: its subscriber keeps retrying
+   * and gets states once registrations lapse.
+   */
   constructor(
     private readonly clock: Clock,
+    private readonly watchesMax: number,
     private readonly bytesMax: number,
     /** Publishes bytes on shard n's state subject (must not throw). */
     private readonly publish: (shard: number, bytes: Uint8Array) => void,
@@ -77,13 +77,17 @@ export class WatchRegistry {
     const now = this.clock.now();
     const known = (watch?.watchers.get(query.watcher) ?? -Infinity) > now;
     if (!watch?.watchers.has(query.watcher)) {
-      if (this.registrations >= WATCHES_MAX) {
+      if (this.registrations >= this.watchesMax) {
         throw new ClusterError(
-          'CLUSTER_UNAVAILABLE',
-          `This node keeps ${WATCHES_MAX} entity watches already, the most it keeps; the subscription to ${query.type}/${query.id} retries until some lapse.`,
+          'WATCHES_FULL',
+          `This node keeps ${this.watchesMax} entity watches already (cluster.watchesMax); the subscription to ${query.type}/${query.id} retries until some lapse. Unsubscribe what you no longer watch, or raise watchesMax on the owners.`,
           {
             retryable: true,
-            details: { type: query.type, id: query.id, limit: WATCHES_MAX },
+            details: {
+              type: query.type,
+              id: query.id,
+              limit: this.watchesMax,
+            },
           },
         );
       }
