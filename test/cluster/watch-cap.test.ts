@@ -28,7 +28,8 @@ import { clusterStatus } from './support.js';
 
 const SYSTEM = 'cap';
 const SHARDS = 2;
-const TTL_MS = 600;
+// Long enough that the first three queries of a test surely fit in it.
+const TTL_MS = 2_000;
 
 let server: NatsServerHandle;
 let owner: ActorSystem;
