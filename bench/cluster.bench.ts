@@ -165,6 +165,12 @@ interface Measured {
    * the open loops, when the kernel runs DAMON; see `kernelThreadCpu`.
    */
   damonMsPerSecond: number | undefined;
+  /**
+   * CPU time per event over the open loops at the bar's rate, by role (µs),
+   * when /proc tells: at a steady rate nothing batches, so each event pays
+   * every process's wake-ups.
+   */
+  openCpu: Record<string, number> | undefined;
   /** Open loop at a tenth of the rate. */
   light: OpenLoop;
 }
@@ -317,6 +323,7 @@ async function measure(
         );
   const noise = timerLateness(seconds * OPEN_REPEATS);
   const damonBefore = kernelThreadCpu('kdamond');
+  const openCpuBefore = cpuTimes(subject.pids);
   const openStarted = performance.now();
   const opens: OpenLoop[] = [];
   for (let i = 0; i < OPEN_REPEATS; i++) {
@@ -330,6 +337,18 @@ async function measure(
     );
   }
   const damonAfter = kernelThreadCpu('kdamond');
+  const openCpuAfter = cpuTimes(subject.pids);
+  // Each open loop issues exactly this many sends, answered or not.
+  const openEvents = Math.round(OFFERED_PER_SECOND * seconds) * opens.length;
+  const openCpu =
+    openCpuBefore === undefined || openCpuAfter === undefined
+      ? undefined
+      : Object.fromEntries(
+          Object.keys(openCpuBefore).map((role) => [
+            role,
+            ((openCpuAfter[role]! - openCpuBefore[role]!) / openEvents) * 1e6,
+          ]),
+        );
   const damonMsPerSecond =
     damonBefore === undefined || damonAfter === undefined
       ? undefined
@@ -347,7 +366,7 @@ async function measure(
     seed + 4,
   );
   progress(
-    `${subject.name}: ${int(closed.perSecond)} events/s closed loop; open loop p50 ${ms(open.p50)} p99 ${ms(open.p99)} (median of ${opens.map((o) => o.p99.toFixed(2)).join(', ')} ms${damonMsPerSecond === undefined ? '' : `; kdamond ${damonMsPerSecond.toFixed(1)} ms/s`}) (an idle process's 1 ms timer meanwhile late by p99 ${ms(idleLag.p99)}, max ${ms(idleLag.max)}); at ${int(OFFERED_PER_SECOND / 10)} events/s p50 ${ms(light.p50)} p99 ${ms(light.p99)}${cpu === undefined ? '' : `; CPU per event ${formatCpu(cpu)}`}`,
+    `${subject.name}: ${int(closed.perSecond)} events/s closed loop; open loop p50 ${ms(open.p50)} p99 ${ms(open.p99)} (median of ${opens.map((o) => o.p99.toFixed(2)).join(', ')} ms${damonMsPerSecond === undefined ? '' : `; kdamond ${damonMsPerSecond.toFixed(1)} ms/s`}) (an idle process's 1 ms timer meanwhile late by p99 ${ms(idleLag.p99)}, max ${ms(idleLag.max)}); at ${int(OFFERED_PER_SECOND / 10)} events/s p50 ${ms(light.p50)} p99 ${ms(light.p99)}${cpu === undefined ? '' : `; CPU per event ${formatCpu(cpu)}`}${openCpu === undefined ? '' : `, in the open loop ${formatCpu(openCpu)}`}`,
   );
   return {
     name: subject.name,
@@ -359,6 +378,7 @@ async function measure(
     opens,
     idleLag,
     damonMsPerSecond,
+    openCpu,
     light,
   };
 }
@@ -1157,6 +1177,9 @@ function report(
     ms(r.open.p99),
     r.opens.map((o) => o.p99.toFixed(2)).join(' / '),
     r.damonMsPerSecond === undefined ? 'n/a' : r.damonMsPerSecond.toFixed(1),
+    r.openCpu === undefined
+      ? 'n/a'
+      : int(Object.values(r.openCpu).reduce((a, b) => a + b, 0)),
     ms(Math.max(...r.opens.map((o) => o.max))),
     int(r.open.achieved),
     ms(r.open.issueLagP99),
@@ -1168,6 +1191,10 @@ function report(
   for (const r of results) {
     if (r.cpu !== undefined)
       notes.push(`CPU per event, ${r.name}: ${formatCpu(r.cpu)}`);
+    if (r.openCpu !== undefined)
+      notes.push(
+        `CPU per event in the open loop at ${OFFERED_PER_SECOND.toLocaleString('en-US')}/s, ${r.name}: ${formatCpu(r.openCpu)}`,
+      );
   }
   for (const [i, f] of failovers.entries()) {
     notes.push(
@@ -1187,6 +1214,7 @@ function report(
       'open p99',
       'open p99 of each run',
       'kdamond CPU ms/s',
+      'open CPU µs/event',
       'open max (all runs)',
       'open answered/s',
       'issue lag p99',
