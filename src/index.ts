@@ -56,6 +56,7 @@ export type {
   SnapshotStore,
   Store,
   StoredSnapshot,
+  WakeupScanOptions,
   WriteFence,
 } from './persistence/types.js';
 export {

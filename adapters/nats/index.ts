@@ -10,7 +10,9 @@
  *   wildcards). Each message is the entries of one `EntityWrite`, framed
  *   by the codec's `encodeRecord` (version, CRC-32, msgpack) with the entity
  *   key inside; a damaged or foreign message reads as `STORE_CORRUPT`.
- * - KV `<prefix>_snapshots` and `<prefix>_wakeups`: key `<type>.<id>`.
+ * - KV `<prefix>_snapshots`: key `<type>.<id>`; KV `<prefix>_wakeups`, the
+ *   timer index: `<type>.<id>`, or `<shard>.<type>.<id>` for the store of a
+ *   cluster node (`wake-index.ts`).
  *   A snapshot record also says from which stream sequence the journal
  *   after it can be read, so recovery reads only the tail.
  * - `<prefix>_dead_letters`: one subject per entity, oldest first.
@@ -224,6 +226,14 @@ export function natsStore(options: NatsStoreOptions = {}): Store {
         () =>
           `joinCluster takes a ClusterBinding with a fence, got ${describe(joined)}`,
       );
+      assert(
+        joined.shards === undefined ||
+          (Number.isInteger(joined.shards.count) &&
+            joined.shards.count >= 1 &&
+            typeof joined.shards.of === 'function'),
+        () =>
+          `ClusterBinding.shards must be { count: a positive integer, of(key) }, got ${describe(joined.shards)}`,
+      );
       binding = joined;
     },
 
@@ -266,9 +276,9 @@ export function natsStore(options: NatsStoreOptions = {}): Store {
       },
     },
 
-    async *scanWakeups() {
+    async *scanWakeups(options) {
       const opened = await session();
-      for await (const wakeup of scanWakeups(opened)) {
+      for await (const wakeup of scanWakeups(opened, options?.partitions)) {
         checkOpen();
         yield wakeup;
       }

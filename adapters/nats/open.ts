@@ -17,6 +17,7 @@ import { isAssertionError } from './keys.js';
 import { defaultPrefix, defaults, namesFor, type Settings } from './options.js';
 import type { Session } from './session.js';
 import { ensureStorage } from './setup.js';
+import { alignWakeLayout } from './wake-index.js';
 import { SYNC_ADVICE, judgeSync, probeSync } from './sync-check.js';
 import { Wire } from './wire.js';
 
@@ -59,7 +60,7 @@ export async function openSession(
       settings.replicas,
       settings.requestTimeoutMs,
     );
-    return {
+    const session: Session = {
       nc,
       ownsConnection,
       wire: new Wire(nc, {
@@ -71,10 +72,13 @@ export async function openSession(
       settings,
       cache: new EntityCache(settings.cachedEntitiesMax),
       fence: binding?.fence,
+      shards: binding?.shards,
       log,
       payloadBytesMax: nc.info?.max_payload ?? 1_048_576,
       leaderReads: settings.leaderReads ? 'all' : storage.replicated,
     };
+    await alignWakeLayout(session);
+    return session;
   } catch (error) {
     if (ownsConnection) await nc.close().catch(() => undefined);
     throw toStoreError(error);

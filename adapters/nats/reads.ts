@@ -20,6 +20,7 @@ import type {
 import { EntityCache, type EntityState } from './entity-cache.js';
 import { decodeEntityTokens, describe, encodeToken } from './keys.js';
 import { kvStream, kvSubject } from './options.js';
+import { scanWakeIndex } from './wake-index.js';
 import {
   corruptSubject,
   decodeDeadLetter,
@@ -192,26 +193,21 @@ export async function loadSnapshot(
   return readSnapshotHead(session, scratch);
 }
 
+/** `Store.scanWakeups`; the layout of the index is in `wake-index.ts`. */
 export async function* scanWakeups(
   session: Session,
+  partitions: ReadonlySet<number> | undefined,
 ): AsyncGenerator<{ key: EntityKey; wakeAt: number }> {
-  const bucket = session.names.wakeupBucket;
-  const stream = kvStream(bucket);
-  const prefix = `$KV.${bucket}.`;
-  for await (const msg of scanStream(session, stream, {
-    filter: `${prefix}>`,
-    lastPerSubject: true,
-  })) {
-    if (isKvDelete(msg.headers)) continue;
+  const stream = kvStream(session.names.wakeupBucket);
+  for await (const entry of scanWakeIndex(session, partitions)) {
     const where = {
       kind: 'wakeups',
       stream,
-      subject: msg.subject,
-      streamSeq: msg.seq,
+      subject: entry.subject,
+      streamSeq: entry.seq,
+      key: entry.key,
     };
-    const key = decodeEntityTokens(msg.subject.slice(prefix.length));
-    if (key === undefined) throw corruptSubject(where);
-    yield { key, wakeAt: decodeWakeRecord(msg.data, { ...where, key }) };
+    yield { key: entry.key, wakeAt: decodeWakeRecord(entry.data, where) };
   }
 }
 

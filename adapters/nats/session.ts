@@ -13,6 +13,7 @@ import { StoreError } from '../../src/errors.js';
 import type {
   EntityKey,
   FenceToken,
+  ClusterBinding,
   WriteFence,
 } from '../../src/persistence/types.js';
 import { EntityCache } from './entity-cache.js';
@@ -36,6 +37,11 @@ export interface Session {
   readonly settings: Settings;
   readonly cache: EntityCache;
   readonly fence: WriteFence | undefined;
+  /**
+   * The cluster's shards, when the store joined a cluster node that gave
+   * them: the timer index is then kept by shard (`wake-index.ts`).
+   */
+  readonly shards: ClusterBinding['shards'];
   readonly log: Logger;
   /** Largest message payload the server accepts. */
   readonly payloadBytesMax: number;
@@ -335,6 +341,19 @@ export function isKvDelete(hdrs: MsgHdrs | undefined): boolean {
 }
 
 export const EMPTY = new Uint8Array(0);
+
+/** The error of a refused KV write, where no sequence check was expected to fail. */
+export function ackError(
+  ack: Exclude<Ack, { ok: true }>,
+  bucket: string,
+): StoreError {
+  if (!ack.wrongLastSequence) return ack.error;
+  return new StoreError(
+    'STORE_FAILED',
+    `An unexpected sequence check failed on KV bucket '${bucket}'.`,
+    { retryable: true, details: { bucket } },
+  );
+}
 
 /** A status answer (503 no responders, 408, ...) as a coded error. */
 function statusError(msg: Msg, target: string): StoreError {

@@ -56,12 +56,14 @@ import {
 } from './records.js';
 import {
   EMPTY,
+  ackError,
   conflict,
   directGet,
   kvGet,
   publish,
   type Session,
 } from './session.js';
+import { wakeKey } from './wake-index.js';
 
 /** Snapshot puts retried after losing a compare-and-set, at most. */
 const SNAPSHOT_ATTEMPTS_MAX = 5;
@@ -252,7 +254,7 @@ async function putWake(
   if (fence !== undefined) session.fence?.check(fence);
   const ack = await publish(
     session,
-    kvSubject(bucket, state.entity.tokens),
+    kvSubject(bucket, wakeKey(session, state)),
     encodeWakeRecord(state.key, wakeAt),
     { fence },
   );
@@ -270,7 +272,7 @@ async function removeWake(
     // The engine clears the deadline of every entity it passivates without
     // timers. Looking first spares most of them a purge marker, which
     // would stay in the bucket (and in every scan of it) for good.
-    const entry = await kvGet(session, bucket, state.entity.tokens);
+    const entry = await kvGet(session, bucket, wakeKey(session, state));
     if (entry === undefined || entry.deleted) {
       state.wakeAt = null;
       return;
@@ -280,7 +282,7 @@ async function removeWake(
   // A purge marker replaces the entry (and any history) in one message.
   const ack = await publish(
     session,
-    kvSubject(bucket, state.entity.tokens),
+    kvSubject(bucket, wakeKey(session, state)),
     EMPTY,
     { fence, extra: { 'KV-Operation': 'PURGE', 'Nats-Rollup': 'sub' } },
   );
@@ -364,16 +366,4 @@ function readFrom(state: EntityState, seq: number): number {
   if (seq >= state.lastSeq) return state.lastStreamSeq + 1;
   if (seq >= state.lastFirstSeq - 1) return state.lastStreamSeq;
   return 0;
-}
-
-function ackError(
-  ack: Exclude<Awaited<ReturnType<typeof publish>>, { ok: true }>,
-  bucket: string,
-): StoreError {
-  if (!ack.wrongLastSequence) return ack.error;
-  return new StoreError(
-    'STORE_FAILED',
-    `An unexpected sequence check failed on KV bucket '${bucket}'.`,
-    { retryable: true, details: { bucket } },
-  );
 }

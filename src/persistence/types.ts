@@ -213,6 +213,25 @@ export interface ClusterBinding {
   readonly system: string;
   /** The node's NATS connection (a `NatsConnection` from @nats-io/transport-node). */
   readonly connection: unknown;
+  /**
+   * The cluster's shards: how many, and which one an entity is in. A store
+   * may keep its timer index by shard, so that a node that acquires a few
+   * shards reads only their part of it (`scanWakeups({ partitions })`).
+   */
+  readonly shards?: {
+    readonly count: number;
+    of(key: EntityKey): number;
+  };
+}
+
+/** What `Store.scanWakeups` is asked for. */
+export interface WakeupScanOptions {
+  /**
+   * Only the entities of these shards are needed (see
+   * `ClusterBinding.shards`). A store may yield others too, and the caller
+   * filters; one that keeps its index by shard reads only these.
+   */
+  readonly partitions?: ReadonlySet<number>;
 }
 
 /** The complete adapter contract. */
@@ -227,8 +246,8 @@ export interface Store {
   open(): Promise<void>;
   /** Atomic per-entity write, group-committed with concurrent writes. */
   write(write: EntityWrite): Promise<void>;
-  /** Every entity in the timer index with its earliest deadline. */
-  scanWakeups(): AsyncIterable<{ key: EntityKey; wakeAt: number }>;
+  /** Every entity in the timer index with its earliest deadline (see WakeupScanOptions). */
+  scanWakeups(options?: WakeupScanOptions): AsyncIterable<{ key: EntityKey; wakeAt: number }>;
   /** Every entity that has a journal or a snapshot. */
   scanEntities(type?: string): AsyncIterable<EntityKey>;
   appendDeadLetter(letter: DeadLetter): Promise<void>;

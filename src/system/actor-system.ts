@@ -352,9 +352,13 @@ export class SystemCore implements EntityRuntime {
     this.armWakeTimer();
   }
 
-  /** Schedules the wake-ups of the store's timer index (those `filter` accepts). */
-  async loadWakeups(filter?: (key: EntityKey) => boolean): Promise<void> {
-    for await (const { key, wakeAt } of this.store.scanWakeups()) {
+  /**
+   * Schedules the wake-ups of the store's timer index (those `filter`
+   * accepts). `shards` tells a store that keeps its index by shard which
+   * parts to read; `filter` still decides.
+   */
+  async loadWakeups(filter?: (key: EntityKey) => boolean, shards?: ReadonlySet<number>): Promise<void> {
+    for await (const { key, wakeAt } of this.store.scanWakeups(shards === undefined ? undefined : { partitions: shards })) {
       if (filter !== undefined && !filter(key)) continue;
       this.wakeups.push(wakeAt, key, this.keyString(key.type, key.id));
     }

@@ -40,6 +40,7 @@ import {
   type NatsServerHandle,
 } from '../support/nats-server.js';
 import { runStoreConformance } from './conformance.js';
+import { shardOf } from '../../src/sharding/index.js';
 
 let server: NatsServerHandle;
 let monitorPort: number;
@@ -486,6 +487,118 @@ describe('nats store - cluster', () => {
       expect(nc.isClosed()).toBe(false);
       await nc.close();
       await removeStreams('shardchart_shop');
+    }
+  });
+
+  it('cluster - the timer index is kept by shard; a scan for a few shards reads only theirs; a store that opens in the other layout moves every entry', async () => {
+    // Goal: a node's scan on acquiring shards reads only their part of the
+    // timer index, and no entry is lost or left behind when a store that
+    // kept it unsharded is opened by a cluster node, or the other way back.
+    const prefix = nextPrefix();
+    const bucket = `${prefix}_wakeups`;
+    const count = 16;
+    const of = (key: EntityKey): number => shardOf(key.type, key.id, count);
+    // A type made of digits: its unsharded key starts with digits too.
+    const keys: EntityKey[] = Array.from({ length: 24 }, (_, i) => ({
+      type: i % 5 === 0 ? '42' : 'order',
+      id: `w-${i}`,
+    }));
+    const sortWakes = (list: { key: EntityKey; wakeAt: number }[]) =>
+      [...list].sort((x, y) => x.wakeAt - y.wakeAt);
+    const lastOf = async (key: string) =>
+      jsm.streams
+        .getMessage(`KV_${bucket}`, { last_by_subj: `$KV.${bucket}.${key}` })
+        .catch(() => undefined);
+    const nc = await connect({ servers: server.url });
+    const js = jetstream(nc);
+    const sharded = (): Store => {
+      const s = natsStore({ servers: server.url, prefix, logger: silent });
+      s.joinCluster?.({
+        fence: new TestFence(),
+        nodeId: 'n1',
+        system: 'wakes',
+        connection: nc,
+        shards: { count, of },
+      });
+      return s;
+    };
+    try {
+      const plain = store(prefix);
+      for (const [i, key] of keys.entries()) {
+        await plain.write({ key, expectedSeq: 0, entries: entries(1, 1), wakeAt: 1_000 + i });
+      }
+      await plain.close();
+      const all = keys.map((key, i) => ({ key, wakeAt: 1_000 + i }));
+
+      const b = sharded();
+      try {
+        await b.open();
+        expect(sortWakes(await collect(b.scanWakeups()))).toEqual(all);
+        expect(new TextDecoder().decode((await lastOf('layout'))?.data)).toBe(`shards/${count}`);
+        for (const key of keys) {
+          const tokens = `${key.type}.${key.id}`;
+          expect((await lastOf(`${of(key)}.${tokens}`))?.data.length).toBeGreaterThan(0);
+          expect((await lastOf(tokens))?.header.get('KV-Operation')).toBe('PURGE');
+        }
+        // One shard's scan yields exactly its entities.
+        const shard = of(keys[0]!);
+        const mine = all.filter((w) => of(w.key) === shard);
+        expect(sortWakes(await collect(b.scanWakeups({ partitions: new Set([shard]) })))).toEqual(mine);
+        // Many shards: one scan of everything (the caller filters).
+        const many = new Set(Array.from({ length: count / 2 }, (_, i) => i));
+        expect((await collect(b.scanWakeups({ partitions: many }))).length).toBe(all.length);
+        // Writes go to the sharded keys; clearing removes them.
+        const late = { type: 'order', id: 'late' };
+        await b.write({ key: late, expectedSeq: 0, entries: entries(1, 1), wakeAt: 5_000 });
+        expect((await lastOf(`${of(late)}.order.late`))?.data.length).toBeGreaterThan(0);
+        await b.write({ key: keys[1]!, expectedSeq: 1, entries: entries(2, 2), wakeAt: null });
+        expect((await lastOf(`${of(keys[1]!)}.order.w-1`))?.header.get('KV-Operation')).toBe('PURGE');
+      } finally {
+        await b.close();
+      }
+      const expected = sortWakes([...all.filter((w) => w.key.id !== 'w-1'), { key: { type: 'order', id: 'late' }, wakeAt: 5_000 }]);
+
+      // A second sharded open finds its layout recorded and moves nothing.
+      const before = (await jsm.streams.info(`KV_${bucket}`)).state.last_seq;
+      const again = sharded();
+      try {
+        await again.open();
+        expect((await jsm.streams.info(`KV_${bucket}`)).state.last_seq).toBe(before);
+        expect(sortWakes(await collect(again.scanWakeups()))).toEqual(expected);
+      } finally {
+        await again.close();
+      }
+
+      // Back to a store of one process: everything moves back, but a live
+      // value already under the new key (a move cut short, or a write
+      // since) is kept, and the old key purged all the same.
+      await js.publish(
+        `$KV.${bucket}.order.w-2`,
+        encodeRecord({ k: ['order', 'w-2'], w: 9_999 }),
+      );
+      const c = store(prefix);
+      try {
+        expect(sortWakes(await collect(c.scanWakeups()))).toEqual(
+          sortWakes(
+            expected.map((w) =>
+              w.key.id === 'w-2' ? { ...w, wakeAt: 9_999 } : w,
+            ),
+          ),
+        );
+        expect(
+          (await lastOf(`${of(keys[2]!)}.order.w-2`))?.header.get(
+            'KV-Operation',
+          ),
+        ).toBe('PURGE');
+        expect((await lastOf('layout'))?.header.get('KV-Operation')).toBe('PURGE');
+        expect((await lastOf('order.late'))?.data.length).toBeGreaterThan(0);
+        expect((await lastOf(`${of(keys[0]!)}.42.w-0`))?.header.get('KV-Operation')).toBe('PURGE');
+      } finally {
+        await c.close();
+      }
+    } finally {
+      await nc.close();
+      await removeStreams(prefix);
     }
   });
 

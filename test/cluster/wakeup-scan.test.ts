@@ -65,6 +65,8 @@ interface ScanControl {
   scans: number;
   /** Scans that failed (by `failScan`). */
   failed: number;
+  /** The shards each scan asked the store for (`WakeupScanOptions.partitions`). */
+  asked: (number[] | undefined)[];
   /** The scan with this number (1-based) waits for `release` before reading. */
   holdScan?: number;
   /** The scan with this number throws after yielding `failAfter` wake-ups. */
@@ -85,20 +87,26 @@ function scanningStore(): { store: Store; control: ScanControl } {
   const control: ScanControl = {
     scans: 0,
     failed: 0,
+    asked: [],
     failAfter: 0,
     held: new Promise<void>((resolve) => (reached = resolve)),
     release,
   };
   const store: Store = {
     ...inner,
-    async *scanWakeups() {
+    async *scanWakeups(options) {
       const number = ++control.scans;
+      control.asked.push(
+        options?.partitions === undefined
+          ? undefined
+          : [...options.partitions].sort((a, b) => a - b),
+      );
       if (number === control.holdScan) {
         reached();
         await released;
       }
       let yielded = 0;
-      for await (const wakeup of inner.scanWakeups()) {
+      for await (const wakeup of inner.scanWakeups(options)) {
         if (number === control.failScan && yielded === control.failAfter) {
           control.failed++;
           throw new StoreError(
@@ -277,6 +285,13 @@ test('wakeup scan - shards taken by handoff and from two SIGKILLed nodes while a
   expect(control.failed).toBe(1);
   expect(control.scans).toBeGreaterThanOrEqual(3);
   expect(control.scans).toBeLessThanOrEqual(5);
+  // Each scan told the store which shards it is for: the first, those y
+  // took by handoff (the store reads only their part of the index).
+  expect(control.asked[0]).toEqual([...joined].sort((a, b) => a - b));
+  for (const asked of control.asked) {
+    expect(asked?.length).toBeGreaterThan(0);
+    for (const shard of asked!) expect(shard).toBeLessThan(SHARDS);
+  }
   console.log(
     `[wakeup scan] y took ${joined.length} shards by handoff, ${SHARDS - joined.length} from the killed nodes ${allOwnedAt - killedAt} ms after the kill; ` +
       `scans ${control.scans} (failed ${control.failed}); alarms armed ${killedAt - armedAt} ms before the kill`,

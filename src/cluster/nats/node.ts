@@ -213,6 +213,10 @@ export class ClusterNode implements ShardHost {
       nodeId: this.options.nodeId,
       system: this.system,
       connection: this.nc,
+      shards: {
+        count: this.options.shardCount,
+        of: (key) => this.shardOf(key),
+      },
     });
   }
 
@@ -311,10 +315,10 @@ export class ClusterNode implements ShardHost {
 
   /**
    * Arms the timers of an acquired shard's entities from the store's timer
-   * index. The index is scanned whole (it is not partitioned by shard), so
-   * the shards acquired together (at start, or a dead node's many shards at
-   * failover) share one scan instead of one each; shards acquired while a
-   * scan runs wait for the next.
+   * index. The shards acquired together (at start, or a dead node's many
+   * shards at failover) share one scan; shards acquired while a scan runs
+   * wait for the next. The store is told which shards the scan is for: one
+   * that keeps its index by shard (natsStore) reads only their part.
    */
   private loadWakeupsOf(shard: number): void {
     this.wakeupShards.add(shard);
@@ -334,7 +338,7 @@ export class ClusterNode implements ShardHost {
           await this.core.loadWakeups((key) => {
             const s = this.shardOf(key);
             return shards.has(s) && this.workers.has(s);
-          });
+          }, shards);
           delay = 250;
         } catch (error) {
           this.logger.error(
