@@ -10,23 +10,24 @@
  *   reads grows with the shards it takes, not with the cluster's timers.
  *
  * Entity tokens never hold a dot (`keys.ts`), so the two layouts differ by
- * their number of tokens and a scan of everything reads both. The layout in
- * use is recorded in the bucket under the one-token key `layout`
- * (`shards/<count>`), written only by the sharded layout: a store without
- * that entry is unsharded, as every store written before it existed.
+ * their number of tokens, and a scan of the whole index reads both. The
+ * sharded layout is recorded in the bucket under the one-token key
+ * `layout` (`shards/<count>`).
  *
- * On open, a store whose recorded layout is not its own rewrites every
- * entry into its layout, then records it: for each entry, it writes the
- * entry under the new key unless that key holds a live value (moved by an
- * earlier move cut short, or written since in the new layout: as new or
- * newer), and purges the old key. A purge marker under the new key is from
- * an earlier stay in that layout, older than the entry, and is written
- * over; the write expects the key's last sequence, so a write in between
- * wins. Two nodes doing it at once do the same thing twice. A store
- * that keeps its layout (the usual case) pays one read of `layout` on open.
- * A write in the old layout racing the move (one process still unsharded
- * while another opens sharded, which a cluster does not do) can leave an
- * entry behind: it wakes its entity once for nothing, as any stale entry.
+ * A sharded store that opens without its record (a new bucket, one written
+ * unsharded, or with another shard count) moves every entry that is not
+ * under its key in its layout, then writes the record. Each move keeps the
+ * newer of the two keys by stream sequence (the bucket is one stream, so
+ * that is the order of the writes), then purges the old key if it has not
+ * changed since. Nodes that start together do the same moves; the
+ * sequence checks make the second one a no-op.
+ *
+ * An unsharded store (one process, or a tool opening a cluster's store)
+ * moves nothing: it drops the record, reads both layouts and writes its
+ * own. The next sharded open then finds no record and moves what the
+ * unsharded store wrote, which its per-shard scans could not see. An entry
+ * left in the other layout wakes its entity once for nothing, as any stale
+ * entry does.
  */
 import type { EntityKey } from '../../src/persistence/types.js';
 import type { EntityState } from './entity-cache.js';
@@ -131,8 +132,8 @@ export async function* scanWakeIndex(
 }
 
 /**
- * Moves the timer index into this session's layout when the bucket records
- * another one (see the header). Called once per open.
+ * Brings the timer index to this session's layout (see the header). Called
+ * once per open.
  */
 export async function alignWakeLayout(session: Session): Promise<void> {
   const bucket = session.names.wakeupBucket;
@@ -143,73 +144,76 @@ export async function alignWakeLayout(session: Session): Promise<void> {
       ? undefined
       : new TextDecoder().decode(recorded.data);
   if (have === want) return;
+  const subject = kvSubject(bucket, LAYOUT_KEY);
+  if (want === undefined) {
+    // Unsharded: entries stay where they are (scans read both layouts);
+    // dropping the record makes the next sharded open look for the entries
+    // this store writes unsharded.
+    const dropped = await publish(session, subject, EMPTY, {
+      extra: { 'KV-Operation': 'PURGE', 'Nats-Rollup': 'sub' },
+    });
+    if (!dropped.ok) throw ackError(dropped, bucket);
+    return;
+  }
   const prefix = `$KV.${bucket}.`;
   // The keys come from the stream's subject list and each entry by a direct
   // read, not from a scan's consumer: nodes that start together write the
   // layout record while the others look, and a consumer set up while a key
   // is replaced can wait for a message that never comes (nats-server 2.9).
-  const moves: { from: string; to: string; data: Uint8Array }[] = [];
-  for await (const subject of streamSubjects(
+  const candidates: { from: string; to: string }[] = [];
+  for await (const found of streamSubjects(
     session,
     kvStream(bucket),
     `${prefix}>`,
   )) {
-    const key = entityOfKey(subject.slice(prefix.length));
+    const key = entityOfKey(found.slice(prefix.length));
     if (key === undefined) continue;
-    if (key === null)
-      throw corruptSubject({
-        kind: 'wakeups',
-        stream: kvStream(bucket),
-        subject,
-        streamSeq: 0,
-      });
-    const tokens = encodeEntity(key).tokens;
-    const target =
-      session.shards === undefined
-        ? tokens
-        : `${session.shards.of(key)}.${tokens}`;
-    if (subject === `${prefix}${target}`) continue;
-    const entry = await kvGet(session, bucket, subject.slice(prefix.length));
-    if (entry === undefined || entry.deleted) continue;
-    moves.push({ from: subject, to: target, data: entry.data });
+    if (key === null) {
+      // Not an entity: left where it is; scans report it as corrupt.
+      session.log.warn(
+        { bucket, subject: found },
+        'nats store: a timer-index key that names no entity; not moved',
+      );
+      continue;
+    }
+    const target = `${session.shards!.of(key)}.${encodeEntity(key).tokens}`;
+    if (found !== `${prefix}${target}`)
+      candidates.push({ from: found.slice(prefix.length), to: target });
   }
-  for (const move of moves) {
-    // The new key may hold a purge marker from an earlier stay in its
-    // layout: older than the entry being moved, so it is written over. A
-    // live value there was moved before (a move cut short) or written
-    // since, and stays.
-    const existing = await kvGet(session, bucket, move.to);
-    if (existing === undefined || existing.deleted) {
-      const created = await publish(
+  let moved = 0;
+  for (const { from, to } of candidates) {
+    const source = await kvGet(session, bucket, from);
+    if (source === undefined || source.deleted) continue;
+    // The newer of the two keys wins, by stream sequence: the bucket is one
+    // stream, so that is the order the writes happened in.
+    const existing = await kvGet(session, bucket, to);
+    if (existing === undefined || existing.revision < source.revision) {
+      const written = await publish(
         session,
-        kvSubject(bucket, move.to),
-        move.data,
+        kvSubject(bucket, to),
+        source.data,
         { expected: existing?.revision ?? 0 },
       );
-      if (!created.ok && !created.wrongLastSequence)
-        throw ackError(created, bucket);
+      if (!written.ok && !written.wrongLastSequence)
+        throw ackError(written, bucket);
     }
-    const purged = await publish(session, move.from, EMPTY, {
+    // Purged only if unchanged since it was read.
+    const purged = await publish(session, kvSubject(bucket, from), EMPTY, {
+      expected: source.revision,
       extra: { 'KV-Operation': 'PURGE', 'Nats-Rollup': 'sub' },
     });
-    if (!purged.ok) throw ackError(purged, bucket);
+    if (!purged.ok && !purged.wrongLastSequence) throw ackError(purged, bucket);
+    moved++;
   }
-  const subject = kvSubject(bucket, LAYOUT_KEY);
-  const marked =
-    want === undefined
-      ? await publish(session, subject, EMPTY, {
-          extra: { 'KV-Operation': 'PURGE', 'Nats-Rollup': 'sub' },
-        })
-      : await publish(session, subject, new TextEncoder().encode(want));
+  const marked = await publish(
+    session,
+    subject,
+    new TextEncoder().encode(want),
+  );
   if (!marked.ok) throw ackError(marked, bucket);
-  if (moves.length > 0)
+  if (moved > 0)
     session.log.info(
-      {
-        bucket,
-        from: have ?? 'unsharded',
-        to: want ?? 'unsharded',
-        moved: moves.length,
-      },
+      { bucket, from: have ?? 'unsharded', to: want, moved },
       'nats store: moved the timer index to this store\u2019s layout',
     );
 }

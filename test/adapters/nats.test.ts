@@ -490,10 +490,11 @@ describe('nats store - cluster', () => {
     }
   });
 
-  it('cluster - the timer index is kept by shard; a scan for a few shards reads only theirs; a store that opens in the other layout moves every entry', async () => {
+  it('cluster - the timer index is kept by shard; a scan for a few shards reads only theirs; a sharded open moves what was written unsharded, keeping the newer entry', async () => {
     // Goal: a node's scan on acquiring shards reads only their part of the
-    // timer index, and no entry is lost or left behind when a store that
-    // kept it unsharded is opened by a cluster node, or the other way back.
+    // timer index, and no entry is lost when a store kept unsharded is
+    // opened by a cluster node, when a store of one process opens a
+    // cluster's index, and when the cluster opens it again.
     const prefix = nextPrefix();
     const bucket = `${prefix}_wakeups`;
     const count = 16;
@@ -530,6 +531,7 @@ describe('nats store - cluster', () => {
       await plain.close();
       const all = keys.map((key, i) => ({ key, wakeAt: 1_000 + i }));
 
+      const late = { type: 'order', id: 'late' };
       const b = sharded();
       try {
         await b.open();
@@ -548,7 +550,6 @@ describe('nats store - cluster', () => {
         const many = new Set(Array.from({ length: count / 2 }, (_, i) => i));
         expect((await collect(b.scanWakeups({ partitions: many }))).length).toBe(all.length);
         // Writes go to the sharded keys; clearing removes them.
-        const late = { type: 'order', id: 'late' };
         await b.write({ key: late, expectedSeq: 0, entries: entries(1, 1), wakeAt: 5_000 });
         expect((await lastOf(`${of(late)}.order.late`))?.data.length).toBeGreaterThan(0);
         await b.write({ key: keys[1]!, expectedSeq: 1, entries: entries(2, 2), wakeAt: null });
@@ -569,32 +570,60 @@ describe('nats store - cluster', () => {
         await again.close();
       }
 
-      // Back to a store of one process: everything moves back, but a live
-      // value already under the new key (a move cut short, or a write
-      // since) is kept, and the old key purged all the same.
-      await js.publish(
-        `$KV.${bucket}.order.w-2`,
-        encodeRecord({ k: ['order', 'w-2'], w: 9_999 }),
-      );
+      // A store of one process moves nothing: it drops the record, reads
+      // both layouts and writes its own.
       const c = store(prefix);
       try {
-        expect(sortWakes(await collect(c.scanWakeups()))).toEqual(
+        expect(sortWakes(await collect(c.scanWakeups()))).toEqual(expected);
+        expect((await lastOf('layout'))?.header.get('KV-Operation')).toBe(
+          'PURGE',
+        );
+        expect((await lastOf(`${of(late)}.order.late`))?.data.length).toBeGreaterThan(0);
+        await c.write({
+          key: keys[3]!,
+          expectedSeq: 1,
+          entries: entries(2, 2),
+          wakeAt: 7_777,
+        });
+        expect((await lastOf('order.w-3'))?.data.length).toBeGreaterThan(0);
+      } finally {
+        await c.close();
+      }
+      // Two copies of w-2 written by hand: the unsharded one first, the
+      // sharded one after it, so the sharded one is newer.
+      await js.publish(
+        `$KV.${bucket}.order.w-2`,
+        encodeRecord({ k: ['order', 'w-2'], w: 1 }),
+      );
+      await js.publish(
+        `$KV.${bucket}.${of(keys[2]!)}.order.w-2`,
+        encodeRecord({ k: ['order', 'w-2'], w: 8_888 }),
+      );
+
+      // Sharded again: each entity keeps its newer entry, in its shard.
+      const d = sharded();
+      try {
+        await d.open();
+        expect(sortWakes(await collect(d.scanWakeups()))).toEqual(
           sortWakes(
             expected.map((w) =>
-              w.key.id === 'w-2' ? { ...w, wakeAt: 9_999 } : w,
+              w.key.id === 'w-3'
+                ? { ...w, wakeAt: 7_777 }
+                : w.key.id === 'w-2'
+                  ? { ...w, wakeAt: 8_888 }
+                  : w,
             ),
           ),
         );
-        expect(
-          (await lastOf(`${of(keys[2]!)}.order.w-2`))?.header.get(
-            'KV-Operation',
-          ),
-        ).toBe('PURGE');
-        expect((await lastOf('layout'))?.header.get('KV-Operation')).toBe('PURGE');
-        expect((await lastOf('order.late'))?.data.length).toBeGreaterThan(0);
-        expect((await lastOf(`${of(keys[0]!)}.42.w-0`))?.header.get('KV-Operation')).toBe('PURGE');
+        for (const unsharded of ['order.w-3', 'order.w-2'])
+          expect((await lastOf(unsharded))?.header.get('KV-Operation')).toBe(
+            'PURGE',
+          );
+        expect(new TextDecoder().decode((await lastOf('layout'))?.data)).toBe(
+          `shards/${count}`,
+        );
       } finally {
-        await c.close();
+        await d.close();
       }
     } finally {
       await nc.close();
