@@ -311,16 +311,7 @@ async function measure(
   const before = cpuTimes(subject.pids);
   const closed = await closedLoop(subject.send, seconds, seed + 2);
   const after = cpuTimes(subject.pids);
-  const events = closed.perSecond * closed.seconds;
-  const cpu =
-    before === undefined || after === undefined
-      ? undefined
-      : Object.fromEntries(
-          Object.keys(before).map((role) => [
-            role,
-            ((after[role]! - before[role]!) / events) * 1e6,
-          ]),
-        );
+  const cpu = cpuPerEvent(before, after, closed.perSecond * closed.seconds);
   const noise = timerLateness(seconds * OPEN_REPEATS);
   const damonBefore = kernelThreadCpu('kdamond');
   const openCpuBefore = cpuTimes(subject.pids);
@@ -339,16 +330,11 @@ async function measure(
   const damonAfter = kernelThreadCpu('kdamond');
   const openCpuAfter = cpuTimes(subject.pids);
   // Each open loop issues exactly this many sends, answered or not.
-  const openEvents = Math.round(OFFERED_PER_SECOND * seconds) * opens.length;
-  const openCpu =
-    openCpuBefore === undefined || openCpuAfter === undefined
-      ? undefined
-      : Object.fromEntries(
-          Object.keys(openCpuBefore).map((role) => [
-            role,
-            ((openCpuAfter[role]! - openCpuBefore[role]!) / openEvents) * 1e6,
-          ]),
-        );
+  const openCpu = cpuPerEvent(
+    openCpuBefore,
+    openCpuAfter,
+    Math.round(OFFERED_PER_SECOND * seconds) * opens.length,
+  );
   const damonMsPerSecond =
     damonBefore === undefined || damonAfter === undefined
       ? undefined
@@ -434,6 +420,21 @@ function cpuTimes(
   } catch {
     return undefined;
   }
+}
+
+/** CPU µs per event by role between two `cpuTimes` readings. */
+function cpuPerEvent(
+  before: Record<string, number> | undefined,
+  after: Record<string, number> | undefined,
+  events: number,
+): Record<string, number> | undefined {
+  if (before === undefined || after === undefined) return undefined;
+  return Object.fromEntries(
+    Object.keys(before).map((role) => [
+      role,
+      ((after[role]! - before[role]!) / events) * 1e6,
+    ]),
+  );
 }
 
 /**
