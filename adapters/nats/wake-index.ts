@@ -89,9 +89,9 @@ function entityOfKey(tail: string): EntityKey | undefined | null {
 }
 
 /**
- * The entries of the timer index, as `{ key, subject, msg }`: all of them,
- * or, in the sharded layout, those of `partitions` (when few enough) plus
- * possibly others.
+ * The live entries of the timer index, each with its subject, stream
+ * sequence and record bytes: all of them, or in the sharded layout, when
+ * `partitions` are few enough, only theirs (read shard by shard).
  */
 export async function* scanWakeIndex(
   session: Session,
