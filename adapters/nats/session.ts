@@ -342,6 +342,15 @@ export function isKvDelete(hdrs: MsgHdrs | undefined): boolean {
 
 export const EMPTY = new Uint8Array(0);
 
+/**
+ * Headers that make a KV publish a purge: the marker replaces the key's
+ * entry and any history in one message.
+ */
+export const KV_PURGE: Readonly<Record<string, string>> = {
+  'KV-Operation': 'PURGE',
+  'Nats-Rollup': 'sub',
+};
+
 /** The error of a refused KV write, where no sequence check was expected to fail. */
 export function ackError(
   ack: Exclude<Ack, { ok: true }>,

@@ -37,6 +37,7 @@ import { corruptSubject } from './records.js';
 import { scanStream, streamSubjects } from './scan.js';
 import {
   EMPTY,
+  KV_PURGE,
   isKvDelete,
   kvGet,
   publish,
@@ -67,9 +68,14 @@ function layoutName(session: Session): string | undefined {
 
 /** The timer-index key of an entity in this session's layout. */
 export function wakeKey(session: Session, state: EntityState): string {
+  return wakeKeyOf(session, state.key, state.entity.tokens);
+}
+
+/** {@link wakeKey} from the key and its subject tokens (`keys.ts`). */
+function wakeKeyOf(session: Session, key: EntityKey, tokens: string): string {
   return session.shards === undefined
-    ? state.entity.tokens
-    : `${session.shards.of(state.key)}.${state.entity.tokens}`;
+    ? tokens
+    : `${session.shards.of(key)}.${tokens}`;
 }
 
 /**
@@ -150,7 +156,7 @@ export async function alignWakeLayout(session: Session): Promise<void> {
     // dropping the record makes the next sharded open look for the entries
     // this store writes unsharded.
     const dropped = await publish(session, subject, EMPTY, {
-      extra: { 'KV-Operation': 'PURGE', 'Nats-Rollup': 'sub' },
+      extra: KV_PURGE,
     });
     if (!dropped.ok) throw ackError(dropped, bucket);
     return;
@@ -176,7 +182,7 @@ export async function alignWakeLayout(session: Session): Promise<void> {
       );
       continue;
     }
-    const target = `${session.shards!.of(key)}.${encodeEntity(key).tokens}`;
+    const target = wakeKeyOf(session, key, encodeEntity(key).tokens);
     if (found !== `${prefix}${target}`)
       candidates.push({ from: found.slice(prefix.length), to: target });
   }
@@ -200,7 +206,7 @@ export async function alignWakeLayout(session: Session): Promise<void> {
     // Purged only if unchanged since it was read.
     const purged = await publish(session, kvSubject(bucket, from), EMPTY, {
       expected: source.revision,
-      extra: { 'KV-Operation': 'PURGE', 'Nats-Rollup': 'sub' },
+      extra: KV_PURGE,
     });
     if (!purged.ok && !purged.wrongLastSequence) throw ackError(purged, bucket);
     moved++;

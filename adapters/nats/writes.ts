@@ -56,6 +56,7 @@ import {
 } from './records.js';
 import {
   EMPTY,
+  KV_PURGE,
   ackError,
   conflict,
   directGet,
@@ -268,11 +269,12 @@ async function removeWake(
   fence: FenceToken | undefined,
 ): Promise<void> {
   const bucket = session.names.wakeupBucket;
+  const key = wakeKey(session, state);
   if (state.wakeAt === undefined) {
     // The engine clears the deadline of every entity it passivates without
     // timers. Looking first spares most of them a purge marker, which
     // would stay in the bucket (and in every scan of it) for good.
-    const entry = await kvGet(session, bucket, wakeKey(session, state));
+    const entry = await kvGet(session, bucket, key);
     if (entry === undefined || entry.deleted) {
       state.wakeAt = null;
       return;
@@ -280,12 +282,10 @@ async function removeWake(
   }
   if (fence !== undefined) session.fence?.check(fence);
   // A purge marker replaces the entry (and any history) in one message.
-  const ack = await publish(
-    session,
-    kvSubject(bucket, wakeKey(session, state)),
-    EMPTY,
-    { fence, extra: { 'KV-Operation': 'PURGE', 'Nats-Rollup': 'sub' } },
-  );
+  const ack = await publish(session, kvSubject(bucket, key), EMPTY, {
+    fence,
+    extra: KV_PURGE,
+  });
   if (!ack.ok) throw ackError(ack, bucket);
   state.wakeAt = null;
 }
