@@ -36,37 +36,38 @@ let owner: ActorSystem;
 let client: ActorSystem;
 let raw: NatsConnection;
 
-const cluster = (nodeId: string, hostShards: boolean) => ({
-  nats: { servers: server.url },
-  nodeId,
-  shardCount: SHARDS,
-  leaseTtlMs: 1_000,
-  hostShards,
-  watchesMax: 2,
-});
-
-beforeAll(async () => {
-  server = await startNatsServer();
+/** A node of the test's system; every node keeps at most 2 watches. */
+function startSystem(
+  nodeId: string,
+  hostShards: boolean,
+  watchesMax = 2,
+): Promise<ActorSystem> {
   const logger = pino({ level: 'silent' });
-  owner = await createActorSystem({
+  return createActorSystem({
     name: SYSTEM,
     entities: { tally: tallyMachine },
     store: natsStore({ logger }),
     logger,
-    cluster: cluster('owner', true),
+    cluster: {
+      nats: { servers: server.url },
+      nodeId,
+      shardCount: SHARDS,
+      leaseTtlMs: 1_000,
+      hostShards,
+      watchesMax,
+    },
   });
+}
+
+beforeAll(async () => {
+  server = await startNatsServer();
+  owner = await startSystem('owner', true);
   await until(
     () => owner.stats().cluster?.ownedShards === SHARDS,
     'the owner to hold every shard',
     30_000,
   );
-  client = await createActorSystem({
-    name: SYSTEM,
-    entities: { tally: tallyMachine },
-    store: natsStore({ logger }),
-    logger,
-    cluster: cluster('client', false),
-  });
+  client = await startSystem('client', false);
   raw = await connect({ servers: server.url });
 }, 60_000);
 
@@ -183,13 +184,7 @@ test('cluster watchesMax - a subscribe that meets the cap gets no error, retries
 }, 40_000);
 
 test('cluster watchesMax - an out-of-range value is a CONFIG_INVALID naming the option', async () => {
-  const bad = createActorSystem({
-    name: SYSTEM,
-    entities: { tally: tallyMachine },
-    store: natsStore({ logger: pino({ level: 'silent' }) }),
-    logger: pino({ level: 'silent' }),
-    cluster: { ...cluster('bad', false), watchesMax: 0 },
-  });
+  const bad = startSystem('bad', false, 0);
   await expect(bad).rejects.toSatisfy(
     (error) =>
       isShardchartError(error, 'CONFIG_INVALID') &&
